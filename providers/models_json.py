@@ -1,0 +1,182 @@
+"""``models.json``: custom providers and overrides of built-in ones.
+
+Format (``{"providers": {"<id>": ProviderConfig}}``), as the reference implementation documents it:
+
+* A **custom** provider (an id that is not built in) needs ``baseUrl`` and ``api`` (at provider level,
+  or on every model) and lists its ``models``. ``apiKey`` is optional (Ollama needs none).
+* A **built-in** provider with only ``baseUrl``/``headers``/``compat`` is routed through another URL and
+  keeps its models and credentials; ``models`` entries are upserted by id; ``modelOverrides`` patch
+  catalog models by id (unknown ids are reported, not fatal).
+
+Parsing is strict: an unknown key or a wrong type raises :class:`ConfigError` naming the file, the key
+path and what was expected.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from .errors import ConfigError
+from .registry import (
+    API_NAMES,
+    DEFAULT_COMPAT,
+    Compat,
+    Cost,
+    Model,
+    ModelRow,
+    Provider,
+    Registry,
+    model_from_row,
+)
+
+__all__ = ["apply_models_json", "load_models_json"]
+
+log = logging.getLogger(__name__)
+
+
+class _ModelOverride(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
+    name: str | None = None
+    reasoning: bool | None = None
+    thinking_level_map: dict[str, str | None] | None = None
+    input: list[Literal["text", "image"]] | None = None
+    cost: dict[str, float] | None = None
+    context_window: int | None = None
+    max_tokens: int | None = None
+    headers: dict[str, str] | None = None
+    compat: Compat | None = None
+
+
+class _ProviderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
+    name: str | None = None
+    base_url: str | None = None
+    api: str | None = None
+    api_key: str | None = None
+    headers: dict[str, str] = {}
+    auth_header: bool = False
+    compat: Compat | None = None
+    models: list[ModelRow] = []
+    model_overrides: dict[str, _ModelOverride] = {}
+
+
+def load_models_json(path: Path) -> dict[str, _ProviderConfig]:
+    """Parse and validate the file; ``{}`` when it does not exist."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        top = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f'{path}: not valid JSON ({exc}); expected {{"providers": {{...}}}}') from exc
+    extra = set(top) - {"providers"}
+    if extra:
+        raise ConfigError(f"{path}: unknown top-level key {sorted(extra)[0]!r}; expected only 'providers'")
+    if "providers" not in top:
+        return {}
+    try:
+        providers = msgspec.json.decode(top["providers"], type=dict[str, msgspec.Raw])
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: 'providers' must be an object mapping provider ids to settings") from exc
+    out: dict[str, _ProviderConfig] = {}
+    for pid, body in providers.items():
+        try:
+            out[pid] = msgspec.json.decode(body, type=_ProviderConfig)
+        except msgspec.ValidationError as exc:
+            where = str(exc).replace("`$", f"`providers.{pid}").replace("`$.", f"`providers.{pid}.")
+            if " - at " not in where:
+                where += f" - at `providers.{pid}`"
+            raise ConfigError(f"{path}: {where}") from exc
+        _check_api(path, pid, out[pid])
+    return out
+
+
+def _check_api(path: Path, pid: str, cfg: _ProviderConfig) -> None:
+    apis = [("api", cfg.api)] + [(f"models[{i}].api", m.api) for i, m in enumerate(cfg.models)]
+    for key, api in apis:
+        if api is not None and api not in API_NAMES:
+            raise ConfigError(f"{path}: providers.{pid}.{key} is {api!r}; expected one of {', '.join(API_NAMES)}")
+
+
+def apply_models_json(registry: Registry, path: Path) -> Registry:
+    """The registry with the file's custom providers added and its overrides applied."""
+    for pid, cfg in load_models_json(path).items():
+        base = registry.get(pid)
+        provider = _override(base, cfg, path) if base else _custom(pid, cfg, path)
+        registry = registry.replace(provider)
+    return registry
+
+
+def _custom(pid: str, cfg: _ProviderConfig, path: Path) -> Provider:
+    if not cfg.base_url and not all(m.base_url for m in cfg.models):
+        raise ConfigError(f"{path}: providers.{pid}.baseUrl is required for a custom provider")
+    if not cfg.api and not (cfg.models and all(m.api for m in cfg.models)):
+        raise ConfigError(
+            f"{path}: providers.{pid}.api is required for a custom provider "
+            '(for example "openai-completions" for Ollama, LM Studio or vLLM)'
+        )
+    if not cfg.models:
+        log.warning("%s: custom provider %r lists no models; any model id is passed through", path, pid)
+    return Provider(
+        id=pid,
+        name=cfg.name or pid,
+        api=cfg.api or cfg.models[0].api or "openai-completions",
+        base_url=(cfg.base_url or "").rstrip("/"),
+        headers=dict(cfg.headers),
+        compat=DEFAULT_COMPAT.merged(cfg.compat),
+        discovery=False,
+        login_hint=f"set providers.{pid}.apiKey in {path}",
+        models=tuple(model_from_row(m, "models.json") for m in cfg.models),
+        origin="models.json",
+        config_api_key=cfg.api_key,
+        auth_header=cfg.auth_header,
+    )
+
+
+def _override(base: Provider, cfg: _ProviderConfig, path: Path) -> Provider:
+    models = {m.id: m for m in base.models}
+    for mid, ov in cfg.model_overrides.items():
+        if mid not in models:
+            log.warning("%s: providers.%s.modelOverrides.%s names no known model; ignored", path, base.id, mid)
+            continue
+        models[mid] = _patch(models[mid], ov)
+    for row in cfg.models:
+        models[row.id] = model_from_row(row, "models.json")
+    return replace(
+        base,
+        name=cfg.name or base.name,
+        api=cfg.api or base.api,
+        base_url=(cfg.base_url or base.base_url).rstrip("/"),
+        headers={**base.headers, **cfg.headers},
+        compat=base.compat.merged(cfg.compat),
+        models=tuple(models.values()),
+        config_api_key=cfg.api_key,
+        auth_header=cfg.auth_header,
+    )
+
+
+def _patch(model: Model, ov: _ModelOverride) -> Model:
+    cost = model.cost
+    if ov.cost:
+        try:
+            cost = msgspec.convert({**msgspec.to_builtins(cost), **ov.cost}, Cost)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"invalid cost override for {model.id}: {exc}") from exc
+    return replace(
+        model,
+        name=ov.name or model.name,
+        reasoning=model.reasoning if ov.reasoning is None else ov.reasoning,
+        thinking_level_map=ov.thinking_level_map or model.thinking_level_map,
+        input=tuple(ov.input) if ov.input else model.input,
+        cost=cost,
+        context_window=ov.context_window or model.context_window,
+        max_tokens=ov.max_tokens or model.max_tokens,
+        headers={**model.headers, **(ov.headers or {})},
+        compat=model.compat.merged(ov.compat) if model.compat else ov.compat,
+    )

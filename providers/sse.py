@@ -1,0 +1,143 @@
+"""Server-sent events framing (https://html.spec.whatwg.org/multipage/server-sent-events.html).
+
+Two tools over the same framing rules:
+
+* :class:`EventSplitter` cuts a byte stream at event boundaries without parsing fields, for the
+  passthrough fast path: complete events are forwarded untouched, a partial one is held back, so an error
+  event appended after an upstream failure never lands in the middle of a half-sent event.
+* :class:`SSEParser` parses events into ``(event, data)`` pairs, for translators and accounting.
+
+Lines end in LF, CRLF or CR; an event ends at an empty line. Both are fed arbitrary chunks (a boundary
+may fall anywhere, even between CR and LF).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+__all__ = ["Event", "EventSplitter", "SSEParser", "encode_event"]
+
+# An empty line: a line terminator directly followed by another. CR LF counts as one terminator.
+_BOUNDARY = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
+
+
+class EventSplitter:
+    """Yields the longest prefix of the stream so far that ends at an event boundary."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Complete events (possibly several, possibly none) ready to forward, bytes unchanged."""
+        data = self._pending + chunk if self._pending else chunk
+        # Fast path: the usual upstream chunk is one or more whole LF-framed events.
+        if data.endswith(b"\n\n") and b"\r" not in data:
+            self._pending = b""
+            return data
+        end = _last_boundary_end(data)
+        self._pending = data[end:]
+        return data[:end]
+
+    def flush(self) -> bytes:
+        """What was held back (an unterminated last event) when the stream ends."""
+        rest, self._pending = self._pending, b""
+        return rest
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+
+def _last_boundary_end(data: bytes) -> int:
+    end = 0
+    for m in _BOUNDARY.finditer(data):
+        end = m.end()
+    # A trailing CR may be the first half of a CRLF still in flight: not a boundary yet.
+    if end == len(data) and data.endswith(b"\r"):
+        end = max((m.end() for m in _BOUNDARY.finditer(data[:-1])), default=0)
+    return end
+
+
+@dataclass(slots=True)
+class Event:
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+    retry: int | None = None
+
+
+class SSEParser:
+    """Incremental SSE parser: ``feed(bytes)`` yields complete :class:`Event` objects."""
+
+    __slots__ = ("_buf", "_cr_pending", "_data", "_event", "_id", "_retry")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._cr_pending = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._event = ""
+        self._data: list[str] = []
+        self._id: str | None = None
+        self._retry: int | None = None
+
+    def feed(self, chunk: bytes) -> Iterator[Event]:
+        if self._cr_pending and chunk.startswith(b"\n"):
+            chunk = chunk[1:]  # the LF of a CRLF split across chunks
+        self._cr_pending = False
+        buf = self._buf + chunk
+        lines = buf.splitlines(keepends=True)
+        self._buf = b""
+        if lines and not lines[-1].endswith((b"\n", b"\r")):
+            self._buf = lines.pop()
+        for raw in lines:
+            if raw.endswith(b"\r") and raw is lines[-1]:
+                self._cr_pending = True
+            ev = self._line(raw.rstrip(b"\r\n").decode("utf-8", "replace"))
+            if ev is not None:
+                yield ev
+
+    def close(self) -> Iterator[Event]:
+        """Dispatch what an unterminated final event holds (the spec drops it; providers rely on it)."""
+        if self._buf:
+            ev = self._line(self._buf.decode("utf-8", "replace"))
+            self._buf = b""
+            if ev is not None:
+                yield ev
+        if self._data or self._event:
+            yield self._dispatch()
+
+    def _line(self, line: str) -> Event | None:
+        if not line:
+            return self._dispatch() if (self._data or self._event) else None
+        if line.startswith(":"):
+            return None
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id" and "\0" not in value:
+            self._id = value
+        elif name == "retry" and value.isdigit():
+            self._retry = int(value)
+        return None
+
+    def _dispatch(self) -> Event:
+        ev = Event(self._event or "message", "\n".join(self._data), self._id, self._retry)
+        self._reset()
+        return ev
+
+
+def encode_event(data: bytes | str, event: str | None = None) -> bytes:
+    """One SSE event; ``data`` must not contain newlines (JSON from msgspec never does)."""
+    payload = data.encode() if isinstance(data, str) else data
+    head = b"event: " + event.encode() + b"\n" if event else b""
+    return head + b"data: " + payload + b"\n\n"

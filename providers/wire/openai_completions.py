@@ -1,0 +1,136 @@
+"""Wire API ``openai-completions``: OpenAI chat completions and every server that speaks it.
+
+Inbound OpenAI chat requests to such a provider take the fast path: the client's decoded body is edited
+in place (model id and the provider's compat quirks) and re-encoded; unknown fields pass through
+untouched; the answer's bytes are forwarded as they come.
+
+Entry points:
+
+* :func:`adapt_request` — apply the compat edits to a decoded request body (never raises).
+* :func:`chat_url` — the upstream endpoint for a base URL.
+* :func:`upstream_error` — an upstream error answer as :class:`UpstreamError` with the provider's message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from ..errors import UpstreamError
+from ..registry import Compat, Model
+
+__all__ = ["adapt_request", "chat_url", "upstream_error"]
+
+_RETRY_HEADERS = ("retry-after", "retry-after-ms", "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
+
+
+def chat_url(base_url: str) -> str:
+    return base_url.rstrip("/") + "/chat/completions"
+
+
+def adapt_request(body: dict[str, Any], upstream_model: str, compat: Compat, model: Model | None) -> None:
+    """Edit ``body`` for the upstream: its model id, then only the fields its compat flags require."""
+    body["model"] = upstream_model
+    _adapt_max_tokens(body, compat)
+    if not compat.supports_store:
+        body.pop("store", None)
+    if not compat.supports_developer_role:
+        _downgrade_developer_role(body)
+    if "reasoning_effort" in body:
+        _convert_reasoning_effort(body, compat, model)
+    if not compat.supports_strict_mode and "tools" in body:
+        _drop_strict(body)
+    if not compat.supports_usage_in_streaming:
+        body.pop("stream_options", None)
+
+
+def _adapt_max_tokens(body: dict[str, Any], compat: Compat) -> None:
+    want = compat.max_tokens_field or "max_completion_tokens"
+    other = "max_tokens" if want == "max_completion_tokens" else "max_completion_tokens"
+    if other in body:
+        value = body.pop(other)
+        body.setdefault(want, value)
+
+
+def _downgrade_developer_role(body: dict[str, Any]) -> None:
+    for msg in body.get("messages") or ():
+        if isinstance(msg, dict) and msg.get("role") == "developer":
+            msg["role"] = "system"
+
+
+def _convert_reasoning_effort(body: dict[str, Any], compat: Compat, model: Model | None) -> None:
+    effort = body.pop("reasoning_effort")
+    level_map = model.thinking_level_map if model else None
+    if level_map is not None and isinstance(effort, str) and effort in level_map:
+        effort = level_map[effort]
+        if effort is None:
+            return  # this model cannot honour that level; the provider default applies
+    enabled = effort not in (None, "none", "off")
+    fmt = compat.thinking_format or "openai"
+    if fmt == "openai":
+        if compat.supports_reasoning_effort:
+            body["reasoning_effort"] = effort
+    elif fmt == "openrouter":
+        body.setdefault("reasoning", {"effort": effort if enabled else "none"})
+    elif fmt in ("deepseek", "zai"):
+        thinking: dict[str, Any] = {"type": "enabled" if enabled else "disabled"}
+        if fmt == "zai" and enabled:
+            thinking["clear_thinking"] = False
+        body.setdefault("thinking", thinking)
+        if enabled and compat.supports_reasoning_effort:
+            body["reasoning_effort"] = effort
+    elif fmt == "qwen":
+        body.setdefault("enable_thinking", enabled)
+    elif fmt == "qwen-chat-template":
+        body.setdefault("chat_template_kwargs", {"enable_thinking": enabled, "preserve_thinking": True})
+    elif fmt == "together":
+        body.setdefault("reasoning", {"enabled": enabled})
+        if enabled and compat.supports_reasoning_effort:
+            body["reasoning_effort"] = effort
+
+
+def _drop_strict(body: dict[str, Any]) -> None:
+    for tool in body.get("tools") or ():
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(fn, dict):
+            fn.pop("strict", None)
+
+
+def upstream_error(provider_name: str, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
+    """The provider's own message, type and code, in our envelope, with rate-limit hints kept."""
+    message, type_, code, param = _parse_error_body(body)
+    if not message:
+        message = f"HTTP {status}"
+    if status in (401, 403):
+        message += " (check the API key configured for this provider; 'switchboard models' lists what is set)"
+    kept = {h: v for h in _RETRY_HEADERS if (v := headers.get(h))}
+    return UpstreamError(
+        f"{provider_name}: {message}", status=status, type_=type_, code=code, param=param, headers=kept
+    )
+
+
+def _parse_error_body(body: bytes) -> tuple[str, str | None, str | None, str | None]:
+    try:
+        data = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return text[:500], None, None, None
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        data = data[0]  # some gateways wrap the error in a list
+    if not isinstance(data, dict):
+        return str(data)[:500], None, None, None
+    err = data.get("error", data)
+    if isinstance(err, str):
+        return err, None, None, None
+    if not isinstance(err, dict):
+        return str(err)[:500], None, None, None
+    message = err.get("message") or err.get("detail") or data.get("detail") or data.get("message") or ""
+    code = err.get("code")
+    return (
+        str(message)[:2000],
+        err.get("type") if isinstance(err.get("type"), str) else None,
+        str(code) if code is not None else None,
+        err.get("param") if isinstance(err.get("param"), str) else None,
+    )

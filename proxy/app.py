@@ -1,0 +1,96 @@
+"""The litestar application: thin handlers over the :class:`Runtime` created in the lifespan.
+
+Chat completions is a raw ASGI handler (the hot path skips framework request/response objects); the
+rest are ordinary litestar handlers. Every error, including unknown routes and unexpected exceptions,
+is answered with the OpenAI error envelope.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, Response, asgi, get
+from litestar.exceptions import HTTPException
+from litestar.types import Receive, Scope, Send
+
+from providers.errors import InvalidRequest, SwitchboardError
+
+from .chat import handle_chat_completions
+from .config import Paths, ServerConfig
+from .models import get_model, list_models
+from .runtime import Runtime
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("switchboard")
+
+
+def _rt(request: Request[Any, Any, Any]) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+@asgi(path=["/v1/chat/completions", "/chat/completions"], copy_scope=False)
+async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
+    rt: Runtime = scope["litestar_app"].state.runtime
+    await handle_chat_completions(rt, scope, receive, send)  # type: ignore[arg-type]
+
+
+@get(path=["/v1/models", "/models"], sync_to_thread=False)
+def models_list(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    return {"object": "list", "data": list_models(_rt(request))}
+
+
+@get(path=["/v1/models/{model_id:path}", "/models/{model_id:path}"], sync_to_thread=False)
+def models_get(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    # Read from path_params rather than the signature: ids contain "/" and ":".
+    return get_model(_rt(request), str(request.path_params["model_id"]).lstrip("/"))
+
+
+@get(path="/healthz", sync_to_thread=False)
+def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    rt = _rt(request)
+    return {"status": "ok", "providers": len(rt.registry)}
+
+
+def _error_response(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, SwitchboardError):
+        err = exc
+    elif isinstance(exc, HTTPException):
+        status = exc.status_code
+        detail = exc.detail
+        if status == 404:
+            detail = "no such endpoint; Switchboard serves /v1/chat/completions, /v1/models and /healthz"
+        elif status == 405:
+            detail = "method not allowed on this endpoint"
+        err = InvalidRequest(detail, status=status, code="not_found" if status == 404 else None)
+    else:
+        log.exception("unexpected error")
+        err = SwitchboardError("internal error in Switchboard; see the server log", code="internal_error")
+    return Response(err.envelope(), status_code=err.status, headers=err.headers or None)
+
+
+def create_app(paths: Paths, config: ServerConfig, cli_keys: Mapping[str, str] | None = None) -> Litestar:
+    runtime = Runtime(paths, config, cli_keys)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.runtime = runtime
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = Litestar(
+        route_handlers=[chat_completions, models_list, models_get, healthz],
+        lifespan=[lifespan],
+        exception_handlers={Exception: _error_response},
+        openapi_config=None,
+        logging_config=None,
+    )
+    app.state.runtime = runtime
+    return app

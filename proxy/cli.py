@@ -1,0 +1,182 @@
+"""The ``switchboard`` command: ``serve`` and ``models``."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from providers.errors import ConfigError, SwitchboardError
+from providers.registry import Registry
+
+from .config import Paths, ServerConfig, load_server_config
+
+__all__ = ["main"]
+
+log = logging.getLogger("switchboard")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.func(args)
+    except SwitchboardError as exc:
+        print(f"switchboard: {exc.message}", file=sys.stderr)
+        return 2
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="switchboard", description="An OpenAI-compatible routing proxy.")
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("SWITCHBOARD_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+    )
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the proxy")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1, or 'host' in config.json)")
+    serve.add_argument("--port", type=int, help="port (default 8642, or 'port' in config.json)")
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="PROVIDER=KEY",
+        help="a key for one provider, before auth.json and env vars; repeatable",
+    )
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="allow binding a non-loopback address although clients are not authenticated",
+    )
+    serve.set_defaults(func=_serve)
+
+    models = sub.add_parser("models", help="list the models of every provider that has credentials")
+    models.add_argument("--provider", help="only this provider")
+    models.add_argument("--json", action="store_true", help="print JSON like GET /v1/models")
+    models.set_defaults(func=_models)
+    return p
+
+
+def _parse_api_keys(pairs: Sequence[str], registry: Registry) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        provider, sep, key = pair.partition("=")
+        if not sep or not provider or not key:
+            raise ConfigError(f"--api-key expects PROVIDER=KEY, e.g. --api-key openai=sk-...; got {provider!r}")
+        if registry.get(provider) is None:
+            close = registry.close_provider_ids(provider)
+            hint = f"; did you mean {close[0]!r}?" if close else "; 'switchboard models' lists providers"
+            raise ConfigError(f"--api-key names unknown provider {provider!r}{hint}")
+        out[provider] = key
+    return out
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    import uvicorn
+
+    from .app import create_app
+    from .runtime import build_registry
+
+    paths = Paths.from_env()
+    config = load_server_config(paths.config_json)
+    host = args.host or config.host
+    port = args.port if args.port is not None else config.port
+    if not _is_loopback(host) and not (args.insecure_no_auth or config.insecure_no_auth):
+        raise ConfigError(
+            f"refusing to serve on {host}: clients are not authenticated yet, so anyone who can reach it "
+            "would spend your provider credits. Bind 127.0.0.1, or pass --insecure-no-auth if the "
+            "network itself is trusted"
+        )
+    cli_keys = _parse_api_keys(args.api_key, build_registry(paths))
+    app = create_app(paths, config, cli_keys)
+    runtime = app.state.runtime
+    usable = [p.id for p in runtime.registry if runtime.credentials.available(p)]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            loop="auto",
+            http="auto",
+            server_header=False,
+            date_header=False,
+        )
+    )
+    log.info(
+        "switchboard on http://%s:%d (home %s; providers with credentials: %s; ready in %.0f ms after start)",
+        host,
+        port,
+        paths.home,
+        ", ".join(usable) or "none",
+        (time.perf_counter() - t0) * 1000,
+    )
+    server.run()
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .models import list_models
+    from .runtime import Runtime
+
+    paths = Paths.from_env()
+    rt = Runtime(paths, load_server_config(paths.config_json) or ServerConfig())
+    if args.provider and rt.registry.get(args.provider) is None:
+        raise ConfigError(f"unknown provider {args.provider!r}; known: {', '.join(rt.registry.ids())}")
+    entries = list_models(rt, args.provider)
+    if args.json:
+        print(json.dumps({"object": "list", "data": entries}, indent=2))
+        return 0
+    rows = [("MODEL", "CONTEXT", "MAX OUT", "IN $/M", "OUT $/M", "REASONING", "IMAGES")]
+    for e in entries:
+        if "alias_of" in e:
+            rows.append((f"{e['id']} -> {e['alias_of']}", "", "", "", "", "", ""))
+            continue
+        rows.append(
+            (
+                e["id"],
+                f"{e['context_window']:,}",
+                f"{e['max_tokens']:,}",
+                f"{e['pricing']['input']:g}",
+                f"{e['pricing']['output']:g}",
+                "yes" if e["reasoning"] else "",
+                "yes" if "image" in e["input"] else "",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    missing = [
+        p for p in rt.registry if not rt.credentials.available(p) and (args.provider is None or p.id == args.provider)
+    ]
+    if missing:
+        print(f"\n{len(entries)} models. Providers without credentials:", file=sys.stderr)
+        for p in missing:
+            how = " or ".join(p.env_vars + p.url_env) or p.login_hint
+            print(f"  {p.id:<24} {how}", file=sys.stderr)
+    return 0

@@ -1,0 +1,89 @@
+"""Where Switchboard keeps its files, and the server config file.
+
+``SWITCHBOARD_HOME`` (default ``~/.switchboard``) holds ``auth.json``, ``models.json``, ``config.json``
+(this module) and ``cache/``. ``config.json`` is optional; parsing is strict (unknown keys are rejected
+with their path). Example::
+
+    {
+      "host": "127.0.0.1",
+      "port": 8642,
+      "aliases": {"fast": "groq/llama-3.3-70b-versatile", "smart": "openrouter/anthropic/claude-sonnet-4.5"},
+      "timeouts": {"connect": 10, "read": 600},
+      "discovery": {"enabled": true, "interval": 3600}
+    }
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from providers.errors import ConfigError
+
+__all__ = ["Paths", "ServerConfig", "load_server_config"]
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    home: Path
+
+    @classmethod
+    def from_env(cls) -> Paths:
+        raw = os.environ.get("SWITCHBOARD_HOME") or "~/.switchboard"
+        return cls(Path(raw).expanduser())
+
+    @property
+    def auth_json(self) -> Path:
+        return self.home / "auth.json"
+
+    @property
+    def models_json(self) -> Path:
+        return self.home / "models.json"
+
+    @property
+    def config_json(self) -> Path:
+        return self.home / "config.json"
+
+    @property
+    def model_cache(self) -> Path:
+        return self.home / "cache" / "models"
+
+
+class TimeoutConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    connect: float = 10.0
+    read: float = 600.0
+
+
+class DiscoveryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    #: Seconds between two refreshes of a provider's live model list.
+    interval: float = 3600.0
+
+
+class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8642
+    #: name → "provider/model"
+    aliases: dict[str, str] = {}
+    timeouts: TimeoutConfig = TimeoutConfig()
+    discovery: DiscoveryConfig = DiscoveryConfig()
+    #: Serve on a non-loopback address with no client authentication (see `switchboard serve --help`).
+    insecure_no_auth: bool = False
+
+
+def load_server_config(path: Path) -> ServerConfig:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return ServerConfig()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        return msgspec.json.decode(raw, type=ServerConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {str(exc).replace('`$', '`config')}") from exc
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from exc

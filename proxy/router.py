@@ -1,0 +1,125 @@
+"""Model addressing: the ``model`` a client sends → the provider and upstream model id to use.
+
+Rules, in order:
+
+1. An alias from the server config is replaced by its target (``"fast": "groq/llama-3.3-70b-versatile"``).
+2. ``provider/model-id``: the text before the first ``/`` names a known provider; the rest is the upstream
+   id, which may itself contain ``/`` and ``:`` (``openrouter/anthropic/claude-sonnet-4.5``,
+   ``cloudflare-workers-ai/@cf/meta/llama-3.1-8b-instruct``). An id the catalog does not know still
+   passes through to that provider.
+3. A bare id (or one whose first segment is no provider, ``meta-llama/Llama-3.3-70B-Instruct``) goes to
+   the provider that has credentials and lists that id, when exactly one does.
+
+Results are cached per model string; :meth:`Router.rebuild` is called when the registry or credentials
+change.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from providers.errors import InvalidRequest, NotFound
+from providers.registry import Compat, Model, Provider, Registry
+
+__all__ = ["Router", "Target"]
+
+_CACHE_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    provider: Provider
+    upstream_model: str
+    model: Model | None
+    api: str
+    compat: Compat
+
+    @property
+    def public_id(self) -> str:
+        return f"{self.provider.id}/{self.upstream_model}"
+
+
+class Router:
+    def __init__(
+        self,
+        registry: Registry,
+        aliases: Mapping[str, str],
+        has_credentials: Callable[[Provider], bool],
+    ) -> None:
+        self._registry = registry
+        self._aliases = dict(aliases)
+        self._has_credentials = has_credentials
+        self._cache: dict[str, Target] = {}
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
+    def rebuild(self, registry: Registry | None = None) -> None:
+        if registry is not None:
+            self._registry = registry
+        self._cache.clear()
+
+    def resolve(self, name: str) -> Target:
+        """Raises :class:`NotFound` (404, with close matches) or :class:`InvalidRequest` (ambiguous)."""
+        hit = self._cache.get(name)
+        if hit is not None:
+            return hit
+        target = self._resolve(name)
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[name] = target
+        return target
+
+    def _resolve(self, name: str) -> Target:
+        if not name:
+            raise InvalidRequest("'model' must be a non-empty string such as 'openai/gpt-4o'", param="model")
+        seen = {name}
+        while name in self._aliases:
+            name = self._aliases[name]
+            if name in seen:
+                raise InvalidRequest(f"alias loop in the server config involving {name!r}", param="model")
+            seen.add(name)
+        head, sep, rest = name.partition("/")
+        if sep and rest:
+            provider = self._registry.get(head)
+            if provider is not None:
+                return _target(provider, rest)
+        return self._resolve_bare(name)
+
+    def _resolve_bare(self, name: str) -> Target:
+        owners = [p for p in self._registry if p.model(name) is not None and self._has_credentials(p)]
+        if len(owners) == 1:
+            return _target(owners[0], name)
+        if len(owners) > 1:
+            choices = ", ".join(f"{p.id}/{name}" for p in owners)
+            raise InvalidRequest(
+                f"model {name!r} is offered by several configured providers; name one: {choices}",
+                param="model",
+                code="ambiguous_model",
+            )
+        raise NotFound(self._not_found_message(name), param="model")
+
+    def _not_found_message(self, name: str) -> str:
+        head, sep, _ = name.partition("/")
+        configured = [p for p in self._registry if self._has_credentials(p)]
+        candidates = [f"{p.id}/{m.id}" for p in configured for m in p.models]
+        candidates += list(self._aliases)
+        close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
+        if sep and not close:
+            close = [f"{pid}/..." for pid in self._registry.close_provider_ids(head)]
+        msg = f"unknown model {name!r}: use 'provider/model-id' (GET /v1/models lists what is available)"
+        if not configured:
+            msg += "; no provider has credentials yet (run 'switchboard models' to see which env vars to set)"
+        if close:
+            msg += "; did you mean " + ", ".join(repr(c) for c in close) + "?"
+        return msg
+
+
+def _target(provider: Provider, upstream_model: str) -> Target:
+    model = provider.model(upstream_model)
+    api = (model.api if model else None) or provider.api
+    compat = provider.compat.merged(model.compat) if model and model.compat else provider.compat
+    return Target(provider, upstream_model, model, api, compat)

@@ -1,0 +1,143 @@
+"""The process's shared state, created in the app's lifespan.
+
+Holds the registry (built-ins + ``models.json`` + discovered models), the credential resolver, the
+router and the one upstream client. Two background tasks keep it fresh without touching the request
+path: a watcher that reloads when ``auth.json``/``models.json`` change (mtime polled every 2 s), and
+model discovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from providers.authstore import AuthStore
+from providers.credentials import Credentials
+from providers.discovery import fetch_models, load_cached, merge_discovered, save_cached
+from providers.errors import SwitchboardError
+from providers.models_json import apply_models_json
+from providers.registry import Provider, Registry, load_builtin_providers
+from providers.transport import Timeouts, UpstreamClient, make_client
+
+from .config import Paths, ServerConfig
+from .router import Router
+
+__all__ = ["Runtime", "build_registry"]
+
+log = logging.getLogger("switchboard")
+
+_WATCH_INTERVAL = 2.0
+
+
+def build_registry(paths: Paths, cache_dir: Path | None = None) -> Registry:
+    """Built-in providers, with ``models.json`` applied and cached discovered models merged."""
+    registry = apply_models_json(Registry(load_builtin_providers()), paths.models_json)
+    if cache_dir is not None:
+        for p in list(registry):
+            cached = load_cached(cache_dir, p.id) if p.discovery else None
+            if cached:
+                registry = registry.replace(merge_discovered(p, cached[1]))
+    return registry
+
+
+class Runtime:
+    def __init__(self, paths: Paths, config: ServerConfig, cli_keys: Mapping[str, str] | None = None) -> None:
+        self.paths = paths
+        self.config = config
+        self.started = time.time()
+        self.credentials = Credentials(
+            AuthStore(paths.auth_json), cli_keys=cli_keys, models_json_path=paths.models_json
+        )
+        self.router = Router(build_registry(paths, paths.model_cache), config.aliases, self.credentials.available)
+        self.client: UpstreamClient = make_client(Timeouts(config.timeouts.connect, config.timeouts.read))
+        self._tasks: list[asyncio.Task[None]] = []
+        self._mtimes = self._config_mtimes()
+        self._discovered_at: dict[str, float] = {}
+
+    @property
+    def registry(self) -> Registry:
+        return self.router.registry
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._watch(), name="switchboard-config-watch"))
+        if self.config.discovery.enabled:
+            self._tasks.append(asyncio.create_task(self._discover_loop(), name="switchboard-discovery"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.client.close()
+
+    def reload(self) -> None:
+        """Re-read models.json and auth.json; a broken file keeps the previous state and logs why."""
+        try:
+            registry = build_registry(self.paths, self.paths.model_cache)
+        except SwitchboardError as exc:
+            log.error("not reloading: %s", exc.message)
+            return
+        self.credentials.invalidate()
+        self.router.rebuild(registry)
+        log.info("reloaded configuration from %s", self.paths.home)
+
+    def _config_mtimes(self) -> tuple[float | None, ...]:
+        out: list[float | None] = []
+        for path in (self.paths.auth_json, self.paths.models_json):
+            try:
+                out.append(path.stat().st_mtime)
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(_WATCH_INTERVAL)
+            mtimes = self._config_mtimes()
+            if mtimes != self._mtimes:
+                self._mtimes = mtimes
+                self.reload()
+
+    async def _discover_loop(self) -> None:
+        interval = self.config.discovery.interval
+        async with httpx.AsyncClient(timeout=httpx.Timeout(20.0, connect=5.0)) as http:
+            while True:
+                await self.discover_once(http)
+                await asyncio.sleep(min(interval, 60.0))
+
+    async def discover_once(self, http: httpx.AsyncClient) -> None:
+        """Refresh every due provider's live list (credentials present, list endpoint known)."""
+        interval = self.config.discovery.interval
+        for provider in list(self.registry):
+            if not provider.discovery or not self.credentials.available(provider):
+                continue
+            cached = load_cached(self.paths.model_cache, provider.id)
+            last = max(self._discovered_at.get(provider.id, 0.0), cached[0] if cached else 0.0)
+            if time.time() - last < interval:
+                continue
+            self._discovered_at[provider.id] = time.time()
+            await self._discover(http, provider)
+
+    async def _discover(self, http: httpx.AsyncClient, provider: Provider) -> None:
+        try:
+            auth = await self.credentials.resolve(provider)
+            found = await fetch_models(http, auth)
+        except SwitchboardError as exc:
+            log.warning("model discovery for %s skipped: %s", provider.id, exc.message)
+            return
+        except Exception as exc:
+            # Discovery is best effort: the shipped catalog still serves.
+            log.warning("model discovery for %s failed: %s", provider.id, type(exc).__name__)
+            return
+        save_cached(self.paths.model_cache, provider.id, found)
+        current = self.registry.get(provider.id)
+        if current is not None:
+            self.router.rebuild(self.registry.replace(merge_discovered(current, found)))
+        log.info("discovered %d models for %s", len(found), provider.id)

@@ -1,0 +1,156 @@
+"""Shared fixtures: an isolated environment for every test, fake upstreams, and a live proxy.
+
+The proxy runs in-process under uvicorn on a free loopback port in its own thread, exactly as
+``switchboard serve`` runs it; clients (the real ``openai`` SDK, httpx) talk to it over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import uvicorn
+
+from providers.registry import load_builtin_providers
+from proxy.app import create_app
+from proxy.config import Paths, ServerConfig
+from tests.fakes.openai_upstream import FakeOpenAI
+
+_CLOUD_PREFIXES = ("AWS_", "GOOGLE_", "GCLOUD_", "AZURE_", "CLOUDFLARE_", "ANTHROPIC_", "SWITCHBOARD_")
+
+
+def _provider_env_names() -> set[str]:
+    names: set[str] = set()
+    for p in load_builtin_providers():
+        names.update(p.env_vars)
+        names.update(p.url_env)
+    return names
+
+
+_PROVIDER_ENV = _provider_env_names()
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No provider or cloud credential leaks in from the machine; HOME and SWITCHBOARD_HOME are tmp."""
+    for name in list(os.environ):
+        if name in _PROVIDER_ENV or name.startswith(_CLOUD_PREFIXES):
+            monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    sb_home = tmp_path / "switchboard"
+    monkeypatch.setenv("SWITCHBOARD_HOME", str(sb_home))
+    return sb_home
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI().start()
+    yield fake
+    fake.stop()
+
+
+@dataclass
+class Proxy:
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+    app: Any
+    logs: list[logging.LogRecord] = field(default_factory=list)
+    _clients: list[Any] = field(default_factory=list)
+
+    @property
+    def runtime(self) -> Any:
+        return self.app.state.runtime
+
+    def client(self, **kw: Any) -> openai.OpenAI:
+        client = openai.OpenAI(base_url=self.url + "/v1", api_key="unused", max_retries=0, **kw)
+        self._clients.append(client)
+        return client
+
+    def http(self) -> httpx.Client:
+        client = httpx.Client(base_url=self.url, timeout=30)
+        self._clients.append(client)
+        return client
+
+    def stop(self) -> None:
+        for client in self._clients:
+            client.close()
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+class _Capture(logging.Handler):
+    def __init__(self, sink: list[logging.LogRecord]) -> None:
+        super().__init__(logging.DEBUG)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink.append(record)
+
+
+def write_json(path: Path, data: Any, mode: int = 0o600) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_text(json.dumps(data, indent=2))
+    path.chmod(mode)
+    return path
+
+
+@pytest.fixture
+def start_proxy(isolated_env: Path) -> Iterator[Callable[..., Proxy]]:
+    """Start a proxy: ``start_proxy(config=ServerConfig(...), cli_keys={...})``; stopped after the test."""
+    started: list[Proxy] = []
+    root = logging.getLogger()
+    old_level = root.level
+
+    def start(config: ServerConfig | None = None, cli_keys: dict[str, str] | None = None) -> Proxy:
+        paths = Paths.from_env()
+        config = config or ServerConfig(discovery=ServerConfig().discovery.__class__(enabled=False))
+        app = create_app(paths, config, cli_keys)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        logs: list[logging.LogRecord] = []
+        handler = _Capture(logs)
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("proxy did not start")
+            time.sleep(0.01)
+        proxy = Proxy(f"http://127.0.0.1:{port}", server, thread, app, logs)
+        proxy._handler = handler  # type: ignore[attr-defined]
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()
+        root.removeHandler(proxy._handler)  # type: ignore[attr-defined]
+    root.setLevel(old_level)
+
+
+def models_json(sb_home: Path, providers: dict[str, Any]) -> Path:
+    return write_json(sb_home / "models.json", {"providers": providers})
+
+
+def auth_json(sb_home: Path, entries: dict[str, Any]) -> Path:
+    return write_json(sb_home / "auth.json", entries)

@@ -1,0 +1,283 @@
+"""A fake OpenAI-compatible upstream: a real HTTP server on 127.0.0.1 (aiohttp.web in its own thread).
+
+It answers like api.openai.com's chat completions: ``chat.completion`` objects, or ``chat.completion.chunk``
+SSE events (role first, content or tool-call deltas, a finish chunk, a usage chunk with empty ``choices``
+when ``stream_options.include_usage`` is set, then ``data: [DONE]``), and OpenAI error envelopes.
+
+Every request is recorded (path, headers, JSON body). Tests queue special answers with :meth:`push`:
+an error status, a hang, a stream that breaks off, raw SSE bytes, a slow endless stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class Action:
+    kind: str  # "error" | "hang" | "break" | "raw" | "slow" | "reject-key"
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    after_events: int = 0
+    chunks: list[bytes] = field(default_factory=list)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class FakeOpenAI:
+    def __init__(self, models: list[str] | None = None) -> None:
+        self.requests: list[Recorded] = []
+        self.actions: deque[Action] = deque()
+        self.models = models or ["gpt-fake", "gpt-fake-mini"]
+        #: Bearer keys answered with 401 (to test key rotation).
+        self.rejected_keys: set[str] = set()
+        self.disconnected = threading.Event()
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def push(self, action: Action) -> None:
+        self.actions.append(action)
+
+    def start(self) -> FakeOpenAI:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{prefix:.*}chat/completions", self._chat)
+        app.router.add_get("/{prefix:.*}models", self._models)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    @property
+    def last(self) -> Recorded:
+        return self.requests[-1]
+
+    async def _models(self, request: web.Request) -> web.Response:
+        self.requests.append(Recorded("GET", request.path, dict(request.headers), None))
+        data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "fake"} for m in self.models]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = raw
+        self.requests.append(Recorded("POST", request.path, dict(request.headers), body))
+        auth = request.headers.get("Authorization", "")
+        if auth.removeprefix("Bearer ") in self.rejected_keys:
+            return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        action = self.actions.popleft() if self.actions else None
+        if action is not None and action.kind == "error":
+            return web.json_response(action.body, status=action.status, headers=action.headers)
+        if action is not None and action.kind == "hang":
+            await asyncio.sleep(action.seconds)
+        if action is not None and action.kind == "raw":
+            return await self._raw(request, action)
+        if action is not None and action.kind == "slow":
+            return await self._slow(request)
+        if isinstance(body, dict) and body.get("stream"):
+            return await self._stream(request, body, action)
+        return web.json_response(_completion(body))
+
+    async def _raw(self, request: web.Request, action: Action) -> web.StreamResponse:
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for chunk in action.chunks:
+            await resp.write(chunk)
+            await asyncio.sleep(0.005)
+        await resp.write_eof()
+        return resp
+
+    async def _slow(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        try:
+            for i in range(400):
+                chunk = _chunk({"content": f"tick {i} "}, None)
+                await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                await asyncio.sleep(0.025)
+        except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
+            self.disconnected.set()
+            raise
+        return resp
+
+    async def _stream(self, request: web.Request, body: dict[str, Any], action: Action | None) -> web.StreamResponse:
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream; charset=utf-8"})
+        await resp.prepare(request)
+        events = _stream_events(body)
+        for n, event in enumerate(events):
+            if action is not None and action.kind == "break" and n == action.after_events:
+                # Half an event, then the connection drops, as a crashed upstream does.
+                await resp.write(b'data: {"id":"chatcmpl-x","obj')
+                assert request.transport is not None
+                request.transport.close()
+                return resp
+            await resp.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+
+def _error(status: int, message: str, type_: str, code: str | None) -> web.Response:
+    body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    return web.json_response(body, status=status)
+
+
+def _reply_for(body: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
+    """What the fake model says: tool calls when tools are offered and the last turn is the user's."""
+    messages = body.get("messages") or []
+    last = messages[-1] if messages else {}
+    if body.get("tools") and last.get("role") == "user":
+        names = [t["function"]["name"] for t in body["tools"]]
+        calls = [
+            {
+                "id": f"call_{i}",
+                "type": "function",
+                "function": {"name": names[i % len(names)], "arguments": json.dumps({"city": city})},
+            }
+            for i, city in enumerate(("Paris", "Tokyo"))
+        ]
+        return None, calls
+    if last.get("role") == "tool":
+        results = [m["content"] for m in messages if m.get("role") == "tool"]
+        return "Tool results: " + "; ".join(str(r) for r in results), []
+    content = last.get("content")
+    if isinstance(content, list):
+        kinds = [part.get("type") for part in content]
+        return f"I received parts: {', '.join(kinds)}", []
+    return f"Echo: {content}", []
+
+
+def _usage(prompt: int = 12, completion: int = 9) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _completion(body: Any) -> dict[str, Any]:
+    text, calls = _reply_for(body if isinstance(body, dict) else {})
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
+    if calls:
+        message["tool_calls"] = calls
+    return {
+        "id": "chatcmpl-fake123",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "gpt-fake") if isinstance(body, dict) else "gpt-fake",
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": "tool_calls" if calls else "stop",
+            }
+        ],
+        "usage": _usage(),
+        "service_tier": "default",
+        "system_fingerprint": "fp_fake",
+    }
+
+
+def _chunk(delta: dict[str, Any], finish: str | None, model: str = "gpt-fake") -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake123",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": model,
+        "service_tier": "default",
+        "system_fingerprint": "fp_fake",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+
+
+def _stream_events(body: dict[str, Any]) -> list[dict[str, Any]]:
+    model = body.get("model", "gpt-fake")
+    text, calls = _reply_for(body)
+    events = [_chunk({"role": "assistant", "content": "", "refusal": None}, None, model)]
+    if calls:
+        for i, call in enumerate(calls):
+            events.append(
+                _chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": i,
+                                "id": call["id"],
+                                "type": "function",
+                                "function": {"name": call["function"]["name"], "arguments": ""},
+                            }
+                        ]
+                    },
+                    None,
+                    model,
+                )
+            )
+            args = call["function"]["arguments"]
+            for j in range(0, len(args), 7):
+                events.append(
+                    _chunk(
+                        {"tool_calls": [{"index": i, "function": {"arguments": args[j : j + 7]}}]},
+                        None,
+                        model,
+                    )
+                )
+    else:
+        assert text is not None
+        for word in text.split(" "):
+            events.append(_chunk({"content": word + " "}, None, model))
+    events.append(_chunk({}, "tool_calls" if calls else "stop", model))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage_chunk = _chunk({}, None, model)
+        usage_chunk["choices"] = []
+        usage_chunk["usage"] = _usage()
+        events.append(usage_chunk)
+    return events
