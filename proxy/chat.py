@@ -15,6 +15,7 @@ import msgspec
 
 from providers.credentials import ResolvedAuth
 from providers.errors import InvalidRequest, NotImplementedYet, SwitchboardError
+from providers.registry import IMPLEMENTED_APIS
 from providers.sse import EventSplitter, encode_event
 from providers.transport import UpstreamResponse, aclose_quietly
 from providers.wire import openai_completions
@@ -79,9 +80,11 @@ async def _serve(rt: Runtime, body: bytes, send: Send) -> None:
     req = _decode(body)
     target = rt.router.resolve(req["model"])
     provider = target.provider
-    if not provider.implemented:
+    if provider.pending or target.api not in IMPLEMENTED_APIS:
         raise NotImplementedYet(
-            provider.pending or f"{provider.name} speaks the {target.api} API, which this build cannot translate to yet"
+            provider.pending
+            or f"{target.public_id} speaks the {target.api} API, which this build cannot translate to yet; "
+            "providers speaking OpenAI chat completions work today"
         )
     auth = rt.credentials.cached(provider.id) or await rt.credentials.resolve(provider)
     openai_completions.adapt_request(req, target.upstream_model, target.compat, target.model)
