@@ -42,8 +42,12 @@ _PROVIDER_ENV = _provider_env_names()
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No provider or cloud credential leaks in from the machine; HOME and SWITCHBOARD_HOME are tmp."""
+def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No provider or cloud credential leaks in from the machine; HOME and SWITCHBOARD_HOME are tmp.
+
+    The directories live outside the test's own ``tmp_path``, which stays empty for the test.
+    """
+    tmp_path = tmp_path_factory.mktemp("env")
     for name in list(os.environ):
         if name in _PROVIDER_ENV or name.startswith(_CLOUD_PREFIXES):
             monkeypatch.delenv(name, raising=False)
