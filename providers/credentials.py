@@ -8,6 +8,11 @@ The order, first match wins (``providers.md``, "Resolution Order"):
    ``ANTHROPIC_API_KEY``)
 4. the ``apiKey`` of the provider in ``models.json``
 
+A stored ``auth.json`` key owns its provider: when it does not resolve, the request fails with a message
+saying so instead of silently falling back to 3 or 4. :meth:`Credentials.available` and
+:meth:`Credentials.source_of` follow the same steps without running any ``!command``. An OAuth token
+for an ``x-api-key`` provider (Anthropic) is sent as ``Authorization: Bearer``.
+
 Key values in 2 and 4 go through :mod:`providers.keyvalue` (``!command``, ``$NAME``, env var name, literal).
 An ``auth.json`` entry may carry ``"env": {...}``: provider-scoped values (e.g. ``CLOUDFLARE_ACCOUNT_ID``)
 that win over the process environment.
@@ -24,14 +29,14 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .authstore import AuthStore
 from .errors import MissingCredentials
 from .keyvalue import aresolve_key_value, forget_command, is_configured
-from .registry import Provider
+from .registry import Model, Provider
 
 __all__ = ["Credentials", "ResolvedAuth"]
 
@@ -49,6 +54,15 @@ class ResolvedAuth:
     #: The raw key value that produced the key, so a 401 can forget a cached ``!command``.
     key_value: str | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    #: Every secret the headers carry: the key, and header values that came from ``$VAR``/``!command``.
+    secrets: tuple[str, ...] = ()
+
+    def scrub(self, message: str) -> str:
+        """``message`` with any secret this auth sends masked (providers echo rejected keys)."""
+        for secret in self.secrets:
+            if len(secret) >= 8:
+                message = message.replace(secret, "***")
+        return message
 
 
 class Credentials:
@@ -78,6 +92,8 @@ class Credentials:
     def after_unauthorized(self, provider_id: str) -> bool:
         """Forget a provider's resolved key; True if resolving again may give another key."""
         resolved = self._cache.pop(provider_id, None)
+        for key in [k for k in self._cache if k.startswith(provider_id + "\0")]:
+            del self._cache[key]
         self._auth_data = None
         if resolved is not None and resolved.key_value and resolved.key_value.startswith("!"):
             forget_command(resolved.key_value)
@@ -93,74 +109,96 @@ class Credentials:
         entry = self._auth_data.get(provider_id)
         return entry if isinstance(entry, dict) else None
 
-    def cached(self, provider_id: str) -> ResolvedAuth | None:
+    def cached(self, provider_id: str, model: Model | None = None) -> ResolvedAuth | None:
         """The hot path: a dict lookup."""
-        return self._cache.get(provider_id)
+        return self._cache.get(_cache_key(provider_id, model))
 
-    async def resolve(self, provider: Provider) -> ResolvedAuth:
-        """Resolve (or return the cached) auth for ``provider``; raises :class:`MissingCredentials`."""
-        hit = self._cache.get(provider.id)
+    async def resolve(self, provider: Provider, model: Model | None = None) -> ResolvedAuth:
+        """Resolve (or return the cached) auth for ``provider`` (and ``model``, when it has its own base URL
+        or headers); raises :class:`MissingCredentials`."""
+        ckey = _cache_key(provider.id, model)
+        hit = self._cache.get(ckey)
         if hit is not None:
             return hit
+        if ckey != provider.id:
+            assert model is not None
+            resolved_auth = await self._for_model(await self.resolve(provider), provider, model)
+        else:
+            resolved_auth = await self._for_provider(provider)
+        self._cache[ckey] = resolved_auth
+        return resolved_auth
+
+    async def _for_provider(self, provider: Provider) -> ResolvedAuth:
         key, source, key_value, scoped = await self._find_key(provider)
         env = {**self._env(), **scoped}
-        base_url = _fill_placeholders(provider, env)
+        base_url = _fill_placeholders(provider, provider.base_url, env)
         headers: dict[str, str] = {"content-type": "application/json"}
-        for name, value in provider.headers.items():
-            resolved = await aresolve_key_value(value, env=env, source=self._source_file(provider))
+        secrets = [key] if key else []
+        await self._resolve_headers(provider, provider.headers, env, headers, secrets)
+        if key is not None:
+            headers.update(_auth_headers(provider, key, source))
+        return ResolvedAuth(base_url, headers, source, key_value, scoped, tuple(secrets))
+
+    async def _for_model(self, base: ResolvedAuth, provider: Provider, model: Model) -> ResolvedAuth:
+        env = {**self._env(), **base.extra_env}
+        base_url = _fill_placeholders(provider, model.base_url, env) if model.base_url else base.base_url
+        headers = dict(base.headers)
+        secrets = list(base.secrets)
+        await self._resolve_headers(provider, model.headers, env, headers, secrets)
+        return replace(base, base_url=base_url, headers=headers, secrets=tuple(secrets))
+
+    async def _resolve_headers(
+        self, p: Provider, raw: Mapping[str, str], env: Mapping[str, str], out: dict[str, str], secrets: list[str]
+    ) -> None:
+        for name, value in raw.items():
+            resolved = await aresolve_key_value(value, env=env, source=self._source_file(p))
             if resolved is None:
                 raise MissingCredentials(
-                    f"header {name!r} of provider {provider.id!r} did not resolve; check its value in "
+                    f"header {name!r} of provider {p.id!r} did not resolve; check its value in "
                     f"{self._models_json or 'models.json'}"
                 )
-            headers[name] = resolved
-        if key is not None:
-            headers.update(_auth_headers(provider, key))
-        resolved_auth = ResolvedAuth(base_url, headers, source, key_value, scoped)
-        self._cache[provider.id] = resolved_auth
-        return resolved_auth
+            out[name] = resolved
+            if resolved != value:
+                secrets.append(resolved)
 
     def available(self, provider: Provider) -> bool:
         """Whether ``provider`` has a credential, without running any ``!command``."""
-        env = self._env()
-        entry = self._auth_entry(provider.id)
-        scoped = entry.get("env", {}) if entry else {}
-        if any(not (scoped.get(n) or env.get(n)) for n in provider.url_env):
-            return False
-        if provider.id in self._cli:
-            return True
-        if entry is not None:
-            if entry.get("type") == "oauth":
-                return bool(entry.get("access"))
-            if isinstance(entry.get("key"), str) and is_configured(entry["key"], env):
-                return True
-        if any(env.get(n) for n in provider.env_vars):
-            return True
-        if provider.config_api_key is not None:
-            return is_configured(provider.config_api_key, env)
-        return provider.origin == "models.json"
+        return self._locate(provider) is not None
 
     def source_of(self, provider: Provider) -> str | None:
         """Where the credential would come from (``--api-key``, ``auth.json``, ``env X``...), never the key."""
-        if not self.available(provider):
-            return None
+        return self._locate(provider)
+
+    def _locate(self, p: Provider) -> str | None:
+        # Mirrors _find_key step by step, but never runs a command: a !command counts as configured.
         env = self._env()
-        if provider.id in self._cli:
+        entry = self._auth_entry(p.id)
+        merged = {**env, **_scoped_env(entry)}
+        if any(not merged.get(n) for n in p.url_env):
+            return None
+        if p.id in self._cli:
             return "--api-key"
-        entry = self._auth_entry(provider.id)
-        if entry is not None and (entry.get("access") or entry.get("key")):
-            return "auth.json (oauth)" if entry.get("type") == "oauth" else "auth.json"
-        for name in provider.env_vars:
+        if entry is not None:
+            if entry.get("type") == "oauth":
+                if isinstance(entry.get("access"), str) and entry["access"]:
+                    return "auth.json (oauth)"
+            elif isinstance(entry.get("key"), str) and entry["key"]:
+                # A stored key owns the provider: when it cannot resolve, resolve() fails rather than
+                # falling back to the env var, so it is not available either.
+                return "auth.json" if is_configured(entry["key"], merged) else None
+        for name in p.env_vars:
             if env.get(name):
                 return f"env {name}"
-        return "models.json" if provider.config_api_key is not None else "none needed"
+        if p.config_api_key is not None:
+            return "models.json" if is_configured(p.config_api_key, merged) else None
+        if p.origin == "models.json" and not p.auth_header:
+            return "none needed"
+        return None
 
     async def _find_key(self, p: Provider) -> tuple[str | None, str, str | None, dict[str, str]]:
         env = self._env()
         entry = self._auth_entry(p.id)
-        scoped: dict[str, str] = {}
-        if entry is not None and isinstance(entry.get("env"), dict):
-            scoped = {str(k): str(v) for k, v in entry["env"].items()}
+        scoped = _scoped_env(entry)
         if p.id in self._cli:
             return self._cli[p.id], "--api-key", None, scoped
         if entry is not None:
@@ -174,7 +212,7 @@ class Credentials:
             key = await aresolve_key_value(p.config_api_key, env={**env, **scoped}, source=self._models_json)
             if key:
                 return key, "models.json", p.config_api_key, scoped
-        if p.origin == "models.json" and p.config_api_key is None:
+        if p.origin == "models.json" and p.config_api_key is None and not p.auth_header:
             return None, "none needed", None, scoped  # a local server such as Ollama
         raise MissingCredentials(_missing_message(p, self._store.path, self._models_json))
 
@@ -203,10 +241,19 @@ class Credentials:
         return self._models_json
 
 
-def _auth_headers(p: Provider, key: str) -> dict[str, str]:
+def _scoped_env(entry: Mapping[str, Any] | None) -> dict[str, str]:
+    scoped = entry.get("env") if entry is not None else None
+    return {str(k): str(v) for k, v in scoped.items()} if isinstance(scoped, dict) else {}
+
+
+def _auth_headers(p: Provider, key: str, source: str) -> dict[str, str]:
     if p.auth_header or p.auth == "bearer":
         return {"authorization": f"Bearer {key}"}
     if p.auth == "x-api-key":
+        # An OAuth access token (a stored login, ANTHROPIC_OAUTH_TOKEN, or an "sk-ant-oat" token given
+        # any other way) is a bearer token; Anthropic rejects it as x-api-key.
+        if source == "auth.json (oauth)" or "OAUTH" in source or "sk-ant-oat" in key:
+            return {"authorization": f"Bearer {key}"}
         return {"x-api-key": key}
     if p.auth == "x-goog-api-key":
         return {"x-goog-api-key": key}
@@ -215,23 +262,41 @@ def _auth_headers(p: Provider, key: str) -> dict[str, str]:
     return {}
 
 
-def _fill_placeholders(p: Provider, env: Mapping[str, str]) -> str:
+def _cache_key(provider_id: str, model: Model | None) -> str:
+    if model is None or (not model.base_url and not model.headers):
+        return provider_id
+    return f"{provider_id}\0{model.id}"
+
+
+def _fill_placeholders(p: Provider, url: str, env: Mapping[str, str]) -> str:
     def sub(m: re.Match[str]) -> str:
         value = env.get(m.group(1))
         if not value:
-            raise MissingCredentials(f"{p.name} needs {m.group(1)}: set it in the environment")
+            raise MissingCredentials(
+                f'{p.name} needs {m.group(1)}: set it in the environment, or under "env" in the '
+                f"{p.id!r} entry of auth.json"
+            )
         return value
 
-    return _PLACEHOLDER.sub(sub, p.base_url)
+    return _PLACEHOLDER.sub(sub, url)
 
 
 def _missing_message(p: Provider, auth_path: Path, models_json: Path | None) -> str:
+    unresolved = (
+        f"the apiKey of providers.{p.id} in {models_json} did not resolve (a !command failed or printed "
+        "nothing, or a referenced environment variable is unset)"
+    )
     if p.origin == "models.json":
-        return f"no API key for {p.id!r}: set providers.{p.id}.apiKey in {models_json}"
+        if p.config_api_key is not None:
+            return f"no API key for {p.id!r}: {unresolved}; fix it"
+        return f"no API key for {p.id!r} (authHeader is true): set providers.{p.id}.apiKey in {models_json}"
     ways = []
     if p.env_vars:
         ways.append("set " + " or ".join(p.env_vars))
     ways.append(f"run 'switchboard login {p.id}'")
     ways.append(f"add it to {auth_path}")
     ways.append(f"or start with 'switchboard serve --api-key {p.id}=...'")
-    return f"no credentials for {p.name} ({p.id}): " + ", ".join(ways)
+    message = f"no credentials for {p.name} ({p.id}): " + ", ".join(ways)
+    if p.config_api_key is not None:
+        message += f"; {unresolved}"
+    return message

@@ -2,11 +2,13 @@
 
 Format (``{"providers": {"<id>": ProviderConfig}}``), as the reference implementation documents it:
 
-* A **custom** provider (an id that is not built in) needs ``baseUrl`` and ``api`` (at provider level,
-  or on every model) and lists its ``models``. ``apiKey`` is optional (Ollama needs none).
+* A **custom** provider (an id that is not built in) needs ``baseUrl`` and ``api`` (each at provider
+  level, or on every model) and lists its ``models``. ``apiKey`` is optional (Ollama needs none);
+  ``authHeader: true`` makes it required.
 * A **built-in** provider with only ``baseUrl``/``headers``/``compat`` is routed through another URL and
-  keeps its models and credentials; ``models`` entries are upserted by id; ``modelOverrides`` patch
-  catalog models by id (unknown ids are reported, not fatal).
+  keeps its models and credentials; the ``baseUrl`` then applies to every catalog model, also those
+  that have a URL of their own. ``models`` entries are upserted by id; ``modelOverrides`` patch catalog
+  models by id (``cost`` partially; unknown ids are reported, not fatal).
 
 Parsing is strict: an unknown key or a wrong type raises :class:`ConfigError` naming the file, the key
 path and what was expected.
@@ -26,7 +28,7 @@ from .registry import (
     API_NAMES,
     DEFAULT_COMPAT,
     Compat,
-    Cost,
+    CostTier,
     Model,
     ModelRow,
     Provider,
@@ -39,12 +41,22 @@ __all__ = ["apply_models_json", "load_models_json"]
 log = logging.getLogger(__name__)
 
 
+class _CostPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
+    """A partial :class:`Cost`: the fields given replace the catalog's, the rest are kept."""
+
+    input: float | None = None
+    output: float | None = None
+    cache_read: float | None = None
+    cache_write: float | None = None
+    tiers: tuple[CostTier, ...] | None = None
+
+
 class _ModelOverride(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
     name: str | None = None
     reasoning: bool | None = None
     thinking_level_map: dict[str, str | None] | None = None
     input: list[Literal["text", "image"]] | None = None
-    cost: dict[str, float] | None = None
+    cost: _CostPatch | None = None
     context_window: int | None = None
     max_tokens: int | None = None
     headers: dict[str, str] | None = None
@@ -89,12 +101,30 @@ def load_models_json(path: Path) -> dict[str, _ProviderConfig]:
         try:
             out[pid] = msgspec.json.decode(body, type=_ProviderConfig)
         except msgspec.ValidationError as exc:
-            where = str(exc).replace("`$", f"`providers.{pid}").replace("`$.", f"`providers.{pid}.")
-            if " - at " not in where:
-                where += f" - at `providers.{pid}`"
-            raise ConfigError(f"{path}: {where}") from exc
+            raise ConfigError(f"{path}: {_where(exc, f'providers.{pid}', body)}") from exc
         _check_api(path, pid, out[pid])
     return out
+
+
+def _where(exc: msgspec.ValidationError, prefix: str, body: msgspec.Raw) -> str:
+    """msgspec's message with ``$`` replaced by the key path; map keys named instead of ``[...]``."""
+    message = str(exc)
+    if "`$.modelOverrides[...]" in message:
+        # msgspec does not name map keys; decode the overrides one by one to find the culprit.
+        try:
+            raw = msgspec.json.decode(body, type=dict[str, msgspec.Raw]).get("modelOverrides")
+            overrides = msgspec.json.decode(raw, type=dict[str, msgspec.Raw]) if raw else {}
+        except msgspec.ValidationError:
+            overrides = {}
+        for mid, item in overrides.items():
+            try:
+                msgspec.json.decode(item, type=_ModelOverride)
+            except msgspec.ValidationError as inner:
+                return _where(inner, f"{prefix}.modelOverrides.{mid}", item)
+    message = message.replace("`$", f"`{prefix}")
+    if " - at " not in message:
+        message += f" - at `{prefix}`"
+    return message
 
 
 def _check_api(path: Path, pid: str, cfg: _ProviderConfig) -> None:
@@ -114,8 +144,11 @@ def apply_models_json(registry: Registry, path: Path) -> Registry:
 
 
 def _custom(pid: str, cfg: _ProviderConfig, path: Path) -> Provider:
-    if not cfg.base_url and not all(m.base_url for m in cfg.models):
-        raise ConfigError(f"{path}: providers.{pid}.baseUrl is required for a custom provider")
+    if not cfg.base_url and not (cfg.models and all(m.base_url for m in cfg.models)):
+        raise ConfigError(
+            f"{path}: providers.{pid}.baseUrl is required for a custom provider "
+            '(for example "http://localhost:11434/v1" for Ollama)'
+        )
     if not cfg.api and not (cfg.models and all(m.api for m in cfg.models)):
         raise ConfigError(
             f"{path}: providers.{pid}.api is required for a custom provider "
@@ -141,6 +174,10 @@ def _custom(pid: str, cfg: _ProviderConfig, path: Path) -> Provider:
 
 def _override(base: Provider, cfg: _ProviderConfig, path: Path) -> Provider:
     models = {m.id: m for m in base.models}
+    if cfg.base_url:
+        # Routing a provider through another URL (a corporate proxy) covers all its catalog models,
+        # including those with a URL of their own, as in the reference implementation.
+        models = {mid: replace(m, base_url=None) if m.base_url else m for mid, m in models.items()}
     for mid, ov in cfg.model_overrides.items():
         if mid not in models:
             log.warning("%s: providers.%s.modelOverrides.%s names no known model; ignored", path, base.id, mid)
@@ -163,11 +200,9 @@ def _override(base: Provider, cfg: _ProviderConfig, path: Path) -> Provider:
 
 def _patch(model: Model, ov: _ModelOverride) -> Model:
     cost = model.cost
-    if ov.cost:
-        try:
-            cost = msgspec.convert({**msgspec.to_builtins(cost), **ov.cost}, Cost)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"invalid cost override for {model.id}: {exc}") from exc
+    if ov.cost is not None:
+        given = {f: v for f in ov.cost.__struct_fields__ if (v := getattr(ov.cost, f)) is not None}
+        cost = msgspec.structs.replace(cost, **given)
     return replace(
         model,
         name=ov.name or model.name,

@@ -18,11 +18,12 @@ from providers.errors import InvalidRequest, NotImplementedYet, SwitchboardError
 from providers.registry import IMPLEMENTED_APIS
 from providers.sse import EventSplitter, encode_event
 from providers.transport import UpstreamResponse, aclose_quietly
-from providers.wire import openai_completions
+from providers.wire import openai_completions, translating_wire
 
 from .asgi import DisconnectWatch, Receive, Scope, Send, read_body, send_error, send_json
 from .router import Target
 from .runtime import Runtime
+from .translated import serve_translated
 
 __all__ = ["handle_chat_completions"]
 
@@ -86,7 +87,12 @@ async def _serve(rt: Runtime, body: bytes, send: Send) -> None:
             or f"{target.public_id} speaks the {target.api} API, which this build cannot translate to yet; "
             "providers speaking OpenAI chat completions work today"
         )
-    auth = rt.credentials.cached(provider.id) or await rt.credentials.resolve(provider)
+    auth = rt.credentials.cached(provider.id, target.model) or await rt.credentials.resolve(provider, target.model)
+    if target.api != "openai-completions":
+        wire = translating_wire(target.api)
+        assert wire is not None  # IMPLEMENTED_APIS lists only APIs with a module
+        await serve_translated(rt, wire, target, auth, req, send)
+        return
     openai_completions.adapt_request(req, target.upstream_model, target.compat, target.model)
     payload = msgspec.json.encode(req)
     resp = await _send_upstream(rt, target, auth, payload)
@@ -104,10 +110,8 @@ async def _serve(rt: Runtime, body: bytes, send: Send) -> None:
 async def _send_upstream(rt: Runtime, target: Target, auth: ResolvedAuth, payload: bytes) -> UpstreamResponse:
     provider = target.provider
     for attempt in (1, 2):
-        model = target.model
-        base = model.base_url if model is not None and model.base_url else auth.base_url
-        headers = {**auth.headers, **model.headers} if model is not None and model.headers else auth.headers
-        resp = await rt.client.send("POST", openai_completions.chat_url(base), headers, payload)
+        url = openai_completions.chat_url(auth.base_url)
+        resp = await rt.client.send("POST", url, auth.headers, payload)
         if resp.status < 400:
             return resp
         try:
@@ -116,23 +120,13 @@ async def _send_upstream(rt: Runtime, target: Target, auth: ResolvedAuth, payloa
             await aclose_quietly(resp)
         if resp.status == 401 and attempt == 1 and rt.credentials.after_unauthorized(provider.id):
             # A !command key may have been rotated: run it again once.
-            auth = await rt.credentials.resolve(provider)
+            auth = await rt.credentials.resolve(provider, target.model)
             continue
         err = openai_completions.upstream_error(provider.name, resp.status, err_body, resp.headers)
-        err.message = _scrub(err.message, auth)
+        err.message = auth.scrub(err.message)
         log.warning("upstream %s answered %s for %s", provider.id, resp.status, target.public_id)
         raise err
     raise AssertionError("unreachable")
-
-
-def _scrub(message: str, auth: ResolvedAuth) -> str:
-    """Providers sometimes echo the key they rejected; never pass it on."""
-    for name, value in auth.headers.items():
-        if name in ("authorization", "x-api-key", "api-key", "x-goog-api-key"):
-            secret = value.removeprefix("Bearer ")
-            if len(secret) >= 8:
-                message = message.replace(secret, "***")
-    return message
 
 
 async def _stream(resp: UpstreamResponse, send: Send) -> None:

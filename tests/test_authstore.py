@@ -154,11 +154,13 @@ def test_non_object_entry(tmp_path: Path) -> None:
 def test_atomic_replace_leaves_no_temp_files(tmp_path: Path) -> None:
     path = tmp_path / "auth.json"
     path.write_text("{}")
-    inode = path.stat().st_ino
-    store = AuthStore(path)
-    for i in range(5):
-        store.set(f"p{i}", {"key": str(i)})
-    assert path.stat().st_ino != inode  # replaced, not rewritten in place
+    with path.open() as original:  # held open so the filesystem cannot hand its inode to a new file
+        inode = os.fstat(original.fileno()).st_ino
+        store = AuthStore(path)
+        for i in range(5):
+            store.set(f"p{i}", {"key": str(i)})
+        assert path.stat().st_ino != inode  # replaced, not rewritten in place
+        assert original.read() == "{}"  # a reader holding the old file saw no partial write
     assert _leftovers(tmp_path) == []
 
 

@@ -93,10 +93,14 @@ def test_missing_credentials_401_says_how_to_fix(start_proxy) -> None:
 
 
 def test_unimplemented_provider_is_501(start_proxy, monkeypatch) -> None:
-    monkeypatch.setenv("GEMINI_API_KEY", "g-key-123456")
-    resp = start_proxy().http().post("/v1/chat/completions", json={"model": "google/gemini-2.5-pro", "messages": MSG})
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "az-key-123456")
+    resp = (
+        start_proxy()
+        .http()
+        .post("/v1/chat/completions", json={"model": "azure-openai-responses/gpt-4o", "messages": MSG})
+    )
     assert resp.status_code == 501
-    assert "google-generative-ai" in _error(resp)["message"]
+    assert "azure-openai-responses" in _error(resp)["message"]
 
 
 def test_upstream_rate_limit_passes_through_with_retry_after(local, start_proxy) -> None:
@@ -243,3 +247,42 @@ def test_paths_without_v1_prefix(local, start_proxy) -> None:
     assert http.get("/models").json()["data"][0]["id"] == "local/gpt-fake"
     assert http.get("/models/local/gpt-fake").json()["id"] == "local/gpt-fake"
     assert http.get("/healthz").json()["status"] == "ok"
+
+
+def test_model_headers_and_base_url_resolve_and_secrets_are_scrubbed(
+    isolated_env, fake_openai, start_proxy, monkeypatch
+) -> None:
+    """Model-level headers resolve like key values, {NAME} placeholders fill, and a secret header the
+    upstream echoes back is masked too."""
+    monkeypatch.setenv("TENANT_TOKEN", "tenant-secret-98765")
+    monkeypatch.setenv("REGION_HOST", "unused")
+    models_json(
+        isolated_env,
+        {
+            "multi": {
+                "baseUrl": fake_openai.url + "/v1",
+                "api": "openai-completions",
+                "apiKey": KEY,
+                "models": [
+                    {
+                        "id": "m1",
+                        "baseUrl": fake_openai.url + "/{TENANT_PATH}/v1",
+                        "headers": {"X-Tenant": "$TENANT_TOKEN", "X-Plain": "team-a"},
+                    }
+                ],
+            }
+        },
+    )
+    monkeypatch.setenv("TENANT_PATH", "t42")
+    fake_openai.push(Action("error", status=403, body={"error": {"message": "tenant tenant-secret-98765 denied"}}))
+    proxy = start_proxy()
+    resp = proxy.http().post("/v1/chat/completions", json={"model": "multi/m1", "messages": MSG})
+    assert resp.status_code == 403
+    assert "tenant *** denied" in _error(resp)["message"]
+    sent = fake_openai.last
+    assert sent.path == "/t42/v1/chat/completions"
+    assert sent.headers["X-Tenant"] == "tenant-secret-98765" and sent.headers["X-Plain"] == "team-a"
+    assert sent.headers["Authorization"] == f"Bearer {KEY}"
+    _no_secret(proxy, resp.text)
+    for record in proxy.logs:
+        assert "tenant-secret-98765" not in record.getMessage()

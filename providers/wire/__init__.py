@@ -1,0 +1,26 @@
+"""Wire APIs: one module per upstream API, looked up by the name providers and models declare."""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import WireAPI
+
+__all__ = ["translating_wire"]
+
+#: Wire APIs reached through the canonical model (``openai-completions`` is the passthrough fast path).
+_TRANSLATING = {
+    "anthropic-messages": "providers.wire.anthropic_messages",
+    "google-generative-ai": "providers.wire.google_generative_ai",
+    "openai-responses": "providers.wire.openai_responses",
+}
+_loaded: dict[str, WireAPI] = {}
+
+
+def translating_wire(api: str) -> WireAPI | None:
+    """The module object for ``api``, imported on first use (cold paths stay out of start-up time)."""
+    wire = _loaded.get(api)
+    if wire is None and api in _TRANSLATING:
+        wire = importlib.import_module(_TRANSLATING[api]).API
+        _loaded[api] = wire
+    return wire

@@ -1,0 +1,72 @@
+"""The contract every translating wire module fulfils.
+
+A wire module (``anthropic_messages``, ``google_generative_ai``, ``openai_responses``) exposes one
+object satisfying :class:`WireAPI`. The dispatcher calls, in order:
+
+1. :meth:`WireAPI.build` — canonical :class:`Request` → the upstream call (URL, body, extra headers).
+   May raise :class:`InvalidRequest` (400) for a parameter the upstream cannot honour, naming the
+   parameter and the provider; never touches the network.
+2. the transport sends it with the credential headers plus ``UpstreamCall.headers``.
+3. on status ≥ 400: :meth:`WireAPI.error` turns the body into a :class:`SwitchboardError` with the
+   right status (Anthropic's 529 overloaded → 503; 429 keeps ``retry-after``).
+4. on success, not streaming: :meth:`WireAPI.decode_response` → :class:`Response`.
+   streaming: :meth:`WireAPI.stream_decoder` → a decoder fed raw upstream bytes (split anywhere),
+   returning canonical events; an error event from the upstream becomes a :class:`StreamError`.
+
+Modules never import ``proxy/`` and never do I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..canonical import Event, Request, Response
+from ..errors import SwitchboardError
+from ..registry import Compat, Model
+
+__all__ = ["StreamDecoder", "UpstreamCall", "WireAPI", "WireTarget"]
+
+
+@dataclass(frozen=True, slots=True)
+class WireTarget:
+    provider_id: str
+    provider_name: str
+    #: The provider's base URL with placeholders filled (the model's own base URL when it has one).
+    base_url: str
+    #: The upstream model id.
+    model_id: str
+    #: Catalog facts (limits, reasoning flag); None for an id the catalog does not know.
+    model: Model | None
+    compat: Compat
+    #: The credential headers that will be sent (read-only; to detect e.g. OAuth tokens).
+    auth_headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class UpstreamCall:
+    url: str
+    body: bytes
+    #: Added to (and overriding) the credential headers; a value of "" removes that header.
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class StreamDecoder(Protocol):
+    def feed(self, chunk: bytes) -> list[Event]: ...
+
+    def close(self) -> list[Event]:
+        """Events still pending at end of stream; a stream cut short yields a StreamError."""
+        ...
+
+
+class WireAPI(Protocol):
+    name: str
+
+    def build(self, req: Request, target: WireTarget) -> UpstreamCall: ...
+
+    def decode_response(self, body: bytes, target: WireTarget) -> Response: ...
+
+    def stream_decoder(self, target: WireTarget) -> StreamDecoder: ...
+
+    def error(self, target: WireTarget, status: int, body: bytes, headers: Mapping[str, str]) -> SwitchboardError: ...
