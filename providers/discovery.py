@@ -20,7 +20,7 @@ import msgspec
 from .credentials import ResolvedAuth
 from .registry import Model, Provider
 
-__all__ = ["DiscoveredModel", "fetch_models", "load_cached", "merge_discovered", "save_cached"]
+__all__ = ["DiscoveredModel", "describe_failure", "fetch_models", "load_cached", "merge_discovered", "save_cached"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,27 @@ async def fetch_models(http: httpx.AsyncClient, auth: ResolvedAuth) -> list[Disc
     resp.raise_for_status()
     answer = msgspec.json.decode(resp.content, type=_ListAnswer)
     return [DiscoveredModel(e.id, e.context_window or e.context_length, e.max_completion_tokens) for e in answer.data]
+
+
+def describe_failure(exc: Exception) -> str:
+    """A log line's worth about a failed fetch: status or error kind and the URL, never headers or body.
+
+    The query string is dropped (some providers take the key there); response bodies may echo the key.
+    """
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"HTTP {exc.response.status_code} from GET {_safe_url(exc.request)}"
+    if isinstance(exc, httpx.RequestError):
+        try:
+            return f"{type(exc).__name__} on GET {_safe_url(exc.request)}"
+        except RuntimeError:  # no request attached
+            return type(exc).__name__
+    if isinstance(exc, msgspec.DecodeError):
+        return "the answer is not an OpenAI-style model list ({'data': [{'id': ...}]})"
+    return type(exc).__name__
+
+
+def _safe_url(request: httpx.Request) -> str:
+    return str(request.url.copy_with(query=None, fragment=None))
 
 
 def merge_discovered(provider: Provider, found: list[DiscoveredModel]) -> Provider:

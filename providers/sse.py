@@ -14,7 +14,6 @@ may fall anywhere, even between CR and LF).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 __all__ = ["Event", "EventSplitter", "SSEParser", "encode_event"]
@@ -71,7 +70,11 @@ class Event:
 
 
 class SSEParser:
-    """Incremental SSE parser: ``feed(bytes)`` yields complete :class:`Event` objects."""
+    """Incremental SSE parser: ``feed(bytes)`` returns the :class:`Event` objects the chunk completes.
+
+    As the spec says, a block without ``data:`` lines (``event: ping`` alone) dispatches nothing. Unlike
+    the spec, ``id`` and ``retry`` are those of the event itself, not carried over to later events.
+    """
 
     __slots__ = ("_buf", "_cr_pending", "_data", "_event", "_id", "_retry")
 
@@ -86,7 +89,10 @@ class SSEParser:
         self._id: str | None = None
         self._retry: int | None = None
 
-    def feed(self, chunk: bytes) -> Iterator[Event]:
+    def feed(self, chunk: bytes) -> list[Event]:
+        """The events this chunk completes (eager: a chunk is consumed even if the result is ignored)."""
+        if not chunk:
+            return []  # an empty read must not forget a CR whose LF is still to come
         if self._cr_pending and chunk.startswith(b"\n"):
             chunk = chunk[1:]  # the LF of a CRLF split across chunks
         self._cr_pending = False
@@ -95,26 +101,35 @@ class SSEParser:
         self._buf = b""
         if lines and not lines[-1].endswith((b"\n", b"\r")):
             self._buf = lines.pop()
+        elif lines and lines[-1].endswith(b"\r"):
+            self._cr_pending = True
+        out: list[Event] = []
         for raw in lines:
-            if raw.endswith(b"\r") and raw is lines[-1]:
-                self._cr_pending = True
             ev = self._line(raw.rstrip(b"\r\n").decode("utf-8", "replace"))
             if ev is not None:
-                yield ev
+                out.append(ev)
+        return out
 
-    def close(self) -> Iterator[Event]:
+    def close(self) -> list[Event]:
         """Dispatch what an unterminated final event holds (the spec drops it; providers rely on it)."""
+        out: list[Event] = []
         if self._buf:
             ev = self._line(self._buf.decode("utf-8", "replace"))
             self._buf = b""
             if ev is not None:
-                yield ev
-        if self._data or self._event:
-            yield self._dispatch()
+                out.append(ev)
+        if self._data:
+            out.append(self._dispatch())
+        self._reset()
+        self._cr_pending = False
+        return out
 
     def _line(self, line: str) -> Event | None:
         if not line:
-            return self._dispatch() if (self._data or self._event) else None
+            if self._data:
+                return self._dispatch()
+            self._reset()  # a block with no data dispatches nothing, and its fields do not carry over
+            return None
         if line.startswith(":"):
             return None
         name, sep, value = line.partition(":")
@@ -126,7 +141,7 @@ class SSEParser:
             self._event = value
         elif name == "id" and "\0" not in value:
             self._id = value
-        elif name == "retry" and value.isdigit():
+        elif name == "retry" and value.isascii() and value.isdigit():
             self._retry = int(value)
         return None
 

@@ -7,6 +7,7 @@ import ipaddress
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -74,8 +75,12 @@ def _parse_api_keys(pairs: Sequence[str], registry: Registry) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
         provider, sep, key = pair.partition("=")
-        if not sep or not provider or not key:
-            raise ConfigError(f"--api-key expects PROVIDER=KEY, e.g. --api-key openai=sk-...; got {provider!r}")
+        # Never echo the argument: without "=" it may well be the bare key itself.
+        if not sep:
+            raise ConfigError("--api-key expects PROVIDER=KEY, e.g. --api-key openai=sk-...; the value has no '='")
+        if not provider or not key:
+            what = f"no key for {provider!r}" if provider else "no provider before the '='"
+            raise ConfigError(f"--api-key expects PROVIDER=KEY, e.g. --api-key openai=sk-...; got {what}")
         if registry.get(provider) is None:
             close = registry.close_provider_ids(provider)
             hint = f"; did you mean {close[0]!r}?" if close else "; 'switchboard models' lists providers"
@@ -136,6 +141,16 @@ def _serve(args: argparse.Namespace) -> int:
         ", ".join(usable) or "none",
         (time.perf_counter() - t0) * 1000,
     )
+
+    def _stop(signum: int, frame: object) -> None:
+        server.should_exit = True
+
+    # uvicorn handles SIGINT/SIGTERM itself, then re-raises the signal at the handler that was there
+    # before it; with Python's defaults that ends the process with KeyboardInterrupt or "killed by
+    # SIGTERM" after a clean shutdown. This handler makes that re-raise a no-op (and a signal that
+    # arrives before uvicorn is listening still stops it).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop)
     server.run()
     return 0
 
@@ -177,6 +192,8 @@ def _models(args: argparse.Namespace) -> int:
     if missing:
         print(f"\n{len(entries)} models. Providers without credentials:", file=sys.stderr)
         for p in missing:
-            how = " or ".join(p.env_vars + p.url_env) or p.login_hint
+            how = " or ".join(p.env_vars) or p.login_hint
+            if p.url_env:
+                how += f" (and {' and '.join(p.url_env)})"
             print(f"  {p.id:<24} {how}", file=sys.stderr)
     return 0

@@ -19,7 +19,7 @@ import httpx
 
 from providers.authstore import AuthStore
 from providers.credentials import Credentials
-from providers.discovery import fetch_models, load_cached, merge_discovered, save_cached
+from providers.discovery import describe_failure, fetch_models, load_cached, merge_discovered, save_cached
 from providers.errors import SwitchboardError
 from providers.models_json import apply_models_json
 from providers.registry import Provider, Registry, load_builtin_providers
@@ -79,12 +79,13 @@ class Runtime:
 
     def reload(self) -> None:
         """Re-read models.json and auth.json; a broken file keeps the previous state and logs why."""
+        self.credentials.invalidate()
         try:
             registry = build_registry(self.paths, self.paths.model_cache)
         except SwitchboardError as exc:
-            log.error("not reloading: %s", exc.message)
+            log.error("not reloading models.json: %s", exc.message)
+            self.router.rebuild()
             return
-        self.credentials.invalidate()
         self.router.rebuild(registry)
         log.info("reloaded configuration from %s", self.paths.home)
 
@@ -109,7 +110,13 @@ class Runtime:
         interval = self.config.discovery.interval
         async with httpx.AsyncClient(timeout=httpx.Timeout(20.0, connect=5.0)) as http:
             while True:
-                await self.discover_once(http)
+                try:
+                    await self.discover_once(http)
+                except Exception as exc:
+                    # One bad round (a broken auth.json, say) must not end discovery for good.
+                    why = exc.message if isinstance(exc, SwitchboardError) else type(exc).__name__
+                    log.warning("model discovery round failed: %s", why)
+                    log.debug("model discovery round failed", exc_info=True)
                 await asyncio.sleep(min(interval, 60.0))
 
     async def discover_once(self, http: httpx.AsyncClient) -> None:
@@ -134,9 +141,13 @@ class Runtime:
             return
         except Exception as exc:
             # Discovery is best effort: the shipped catalog still serves.
-            log.warning("model discovery for %s failed: %s", provider.id, type(exc).__name__)
+            log.warning("model discovery for %s failed: %s", provider.id, describe_failure(exc))
             return
-        save_cached(self.paths.model_cache, provider.id, found)
+        try:
+            save_cached(self.paths.model_cache, provider.id, found)
+        except OSError as exc:
+            # The list is still used until the next restart; only the next start is slower to show it.
+            log.warning("could not write the model cache in %s: %s", self.paths.model_cache, exc.strerror or exc)
         current = self.registry.get(provider.id)
         if current is not None:
             self.router.rebuild(self.registry.replace(merge_discovered(current, found)))
