@@ -13,11 +13,14 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 import msgspec
 
 from .credentials import ResolvedAuth
+
+if TYPE_CHECKING:
+    import httpx
 from .registry import Model, Provider
 
 __all__ = ["DiscoveredModel", "describe_failure", "fetch_models", "load_cached", "merge_discovered", "save_cached"]
@@ -61,6 +64,8 @@ def describe_failure(exc: Exception) -> str:
 
     The query string is dropped (some providers take the key there); response bodies may echo the key.
     """
+    import httpx  # discovery runs after start-up; keep httpx off the start-up path
+
     if isinstance(exc, httpx.HTTPStatusError):
         return f"HTTP {exc.response.status_code} from GET {_safe_url(exc.request)}"
     if isinstance(exc, httpx.RequestError):

@@ -25,11 +25,18 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
-import httpx
 
-from .errors import UpstreamTimeout, UpstreamUnreachable
+from .errors import ConfigError, UpstreamTimeout, UpstreamUnreachable
 
-__all__ = ["Timeouts", "UpstreamClient", "UpstreamResponse", "make_client"]
+__all__ = [
+    "Timeouts",
+    "UpstreamClient",
+    "UpstreamResponse",
+    "aclose_quietly",
+    "make_client",
+    "timeout_error",
+    "unreachable",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +62,7 @@ class UpstreamClient(Protocol):
     async def close(self) -> None: ...
 
 
-def _unreachable(url: str, exc: BaseException) -> UpstreamUnreachable:
+def unreachable(url: str, exc: BaseException) -> UpstreamUnreachable:
     # The URL names the host the user configured; no credential is ever in it.
     return UpstreamUnreachable(
         f"could not connect to the provider at {url.split('?', 1)[0]} ({type(exc).__name__}: {exc}); "
@@ -63,7 +70,7 @@ def _unreachable(url: str, exc: BaseException) -> UpstreamUnreachable:
     )
 
 
-def _timeout(url: str, t: Timeouts) -> UpstreamTimeout:
+def timeout_error(url: str, t: Timeouts) -> UpstreamTimeout:
     return UpstreamTimeout(
         f"the provider at {url.split('?', 1)[0]} did not answer within {t.read:g}s; "
         "retry, or raise timeouts.read in the server config"
@@ -84,18 +91,18 @@ class _AiohttpResponse:
         try:
             return await self._resp.read()
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise _timeout(self._url, self._t) from exc
+            raise timeout_error(self._url, self._t) from exc
         except aiohttp.ClientError as exc:
-            raise _unreachable(self._url, exc) from exc
+            raise unreachable(self._url, exc) from exc
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._resp.content.iter_any():
                 yield chunk
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise _timeout(self._url, self._t) from exc
+            raise timeout_error(self._url, self._t) from exc
         except aiohttp.ClientError as exc:
-            raise _unreachable(self._url, exc) from exc
+            raise unreachable(self._url, exc) from exc
 
     async def close(self) -> None:
         # release() returns a fully read connection to the pool; close() aborts an unfinished one.
@@ -156,9 +163,9 @@ class AiohttpClient:
                 method, url, headers=headers, data=body, proxy=self._proxy.for_url(url)
             )
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise _timeout(url, self._t) from exc
+            raise timeout_error(url, self._t) from exc
         except aiohttp.ClientError as exc:
-            raise _unreachable(url, exc) from exc
+            raise unreachable(url, exc) from exc
         return _AiohttpResponse(resp, url, self._t)
 
     async def close(self) -> None:
@@ -167,72 +174,16 @@ class AiohttpClient:
             self._session = None
 
 
-class _HttpxResponse:
-    __slots__ = ("_resp", "_t", "_url", "headers", "status")
-
-    def __init__(self, resp: httpx.Response, url: str, t: Timeouts) -> None:
-        self._resp = resp
-        self._url = url
-        self._t = t
-        self.status = resp.status_code
-        self.headers: Mapping[str, str] = resp.headers
-
-    async def read(self) -> bytes:
-        try:
-            return await self._resp.aread()
-        except httpx.TimeoutException as exc:
-            raise _timeout(self._url, self._t) from exc
-        except httpx.HTTPError as exc:
-            raise _unreachable(self._url, exc) from exc
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._resp.aiter_bytes():
-                yield chunk
-        except httpx.TimeoutException as exc:
-            raise _timeout(self._url, self._t) from exc
-        except httpx.HTTPError as exc:
-            raise _unreachable(self._url, exc) from exc
-
-    async def close(self) -> None:
-        await self._resp.aclose()
-
-
-class HttpxClient:
-    def __init__(self, timeouts: Timeouts, *, aiohttp_transport: bool) -> None:
-        self._t = timeouts
-        self.name = "httpx-aiohttp" if aiohttp_transport else "httpx"
-        timeout = httpx.Timeout(timeouts.read, connect=timeouts.connect, pool=None)
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
-        transport: httpx.AsyncBaseTransport | None = None
-        if aiohttp_transport:
-            from httpx_aiohttp import AiohttpTransport
-
-            transport = AiohttpTransport()
-        self._client = httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport)
-
-    async def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> UpstreamResponse:
-        req = self._client.build_request(method, url, headers=headers, content=body)
-        try:
-            resp = await self._client.send(req, stream=True)
-        except httpx.TimeoutException as exc:
-            raise _timeout(url, self._t) from exc
-        except httpx.HTTPError as exc:
-            raise _unreachable(url, exc) from exc
-        return _HttpxResponse(resp, url, self._t)
-
-    async def close(self) -> None:
-        await self._client.aclose()
-
-
 def make_client(timeouts: Timeouts, kind: str | None = None) -> UpstreamClient:
     """The process's one upstream client; ``kind`` defaults to ``$SWITCHBOARD_UPSTREAM_CLIENT``."""
     kind = kind or os.environ.get("SWITCHBOARD_UPSTREAM_CLIENT") or "aiohttp"
     if kind == "aiohttp":
         return AiohttpClient(timeouts)
     if kind in ("httpx", "httpx-aiohttp"):
+        from .transport_httpx import HttpxClient  # only when chosen: httpx costs ~0.1 s of start-up
+
         return HttpxClient(timeouts, aiohttp_transport=kind == "httpx-aiohttp")
-    raise ValueError(f"SWITCHBOARD_UPSTREAM_CLIENT must be aiohttp, httpx-aiohttp or httpx, not {kind!r}")
+    raise ConfigError(f"SWITCHBOARD_UPSTREAM_CLIENT must be aiohttp, httpx-aiohttp or httpx, not {kind!r}")
 
 
 async def aclose_quietly(resp: UpstreamResponse) -> None:

@@ -115,7 +115,7 @@ def _serve(args: argparse.Namespace) -> int:
             "would spend your provider credits. Bind 127.0.0.1, or pass --insecure-no-auth if the "
             "network itself is trusted"
         )
-    cli_keys = _parse_api_keys(args.api_key, build_registry(paths))
+    cli_keys = _parse_api_keys(args.api_key, build_registry(paths)) if args.api_key else {}
     app = create_app(paths, config, cli_keys)
     runtime = app.state.runtime
     usable = [p.id for p in runtime.registry if runtime.credentials.available(p)]

@@ -14,8 +14,7 @@ import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from providers.authstore import AuthStore
 from providers.credentials import Credentials
@@ -27,6 +26,9 @@ from providers.transport import Timeouts, UpstreamClient, make_client
 
 from .config import Paths, ServerConfig
 from .router import Router
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["Runtime", "build_registry"]
 
@@ -108,6 +110,8 @@ class Runtime:
 
     async def _discover_loop(self) -> None:
         interval = self.config.discovery.interval
+        import httpx  # here, not at import: it is off the start-up path
+
         async with httpx.AsyncClient(timeout=httpx.Timeout(20.0, connect=5.0)) as http:
             while True:
                 try:

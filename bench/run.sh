@@ -1,0 +1,554 @@
+#!/usr/bin/env bash
+# Switchboard benchmark: ours against a fake upstream, side by side with nginx-as-proxy and LiteLLM, in one
+# run, so that the figures can be compared as ratios on a noisy machine. See bench/README.md.
+#
+#   bash bench/run.sh                  # everything, defaults
+#   OURS=0 bash bench/run.sh           # only direct / nginx-proxy / LiteLLM
+#   LITELLM=0 bash bench/run.sh        # no LiteLLM (no ratios)
+#   TRANSPORTS=1 SERVERS=1 ANTHROPIC=1 bash bench/run.sh
+#
+# Variables (defaults in brackets):
+#   D [5]            seconds per wrk run;  C [32] connections for the throughput runs
+#   OURS [1]         0 skips Switchboard
+#   SWITCHBOARD      the switchboard executable [<repo>/.venv/bin/switchboard, else `switchboard` on PATH]
+#   LITELLM [1]      1: LiteLLM from bench/.litellm-venv (created with pip if missing); 0: skip;
+#                    a path: that litellm executable
+#   ANTHROPIC [0]    1 adds the translated path (OpenAI chat in, Anthropic Messages upstream)
+#   TRANSPORTS [0]   1 also runs ours once per SWITCHBOARD_UPSTREAM_CLIENT=aiohttp|httpx-aiohttp|httpx
+#   SERVERS [0]      1 also runs ours once per SWITCHBOARD_ASGI_SERVER=uvicorn|granian (skipped if it won't start)
+#   LATENCY [1]      0 skips the one-connection latency runs
+#   MEM [1]          0 skips the memory phase;  MEM_N [100000] requests in it (two halves)
+#   MEM_TIMEOUT [150] seconds allowed per half;  GROWTH_TOL_MB [2] allowed RSS growth between halves
+#   UPSTREAM_PORT [18080] PROXY_PORT [18081] LITELLM_PORT [18082] OURS_PORT [18090]
+#   MAX_TIME [1500]  seconds for the whole run after the installs; the run is stopped after that
+#
+# Only 127.0.0.1 is benchmarked. Everything printed is also written to bench/results/<UTC time>.txt.
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+
+D=${D:-5}; C=${C:-32}
+OURS=${OURS:-1}; LITELLM=${LITELLM:-1}; ANTHROPIC=${ANTHROPIC:-0}
+TRANSPORTS=${TRANSPORTS:-0}; SERVERS=${SERVERS:-0}; LATENCY=${LATENCY:-1}
+MEM=${MEM:-1}; MEM_N=${MEM_N:-100000}; MEM_TIMEOUT=${MEM_TIMEOUT:-150}; GROWTH_TOL_MB=${GROWTH_TOL_MB:-2}
+UPSTREAM_PORT=${UPSTREAM_PORT:-18080}; PROXY_PORT=${PROXY_PORT:-18081}
+LITELLM_PORT=${LITELLM_PORT:-18082}; OURS_PORT=${OURS_PORT:-18090}
+MAX_TIME=${MAX_TIME:-1500}
+if [ -z "${SWITCHBOARD:-}" ]; then
+  if [ -x "$(dirname "$0")/../.venv/bin/switchboard" ]; then SWITCHBOARD="$(dirname "$0")/../.venv/bin/switchboard"
+  else SWITCHBOARD=switchboard; fi
+fi
+
+on(){ case "${1:-0}" in ""|0|no|false|off) return 1;; esac; return 0; }
+
+# Local traffic must never go through an HTTP proxy from the environment.
+export no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}" NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}"
+
+# ---------------------------------------------------------------- output, temp dir, cleanup
+mkdir -p "$here/results"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+result="$here/results/$stamp.txt"
+exec > >(tee "$result") 2>&1
+tee_pid=$!
+
+work=$(mktemp -d /tmp/switchboard-bench.XXXXXX); chmod 755 "$work"   # nginx workers run unprivileged
+pids=()        # services, each started with setsid: pid == process group id
+watchdog=""
+bg_wrk=""      # the memory phase's wrk, which runs in the background
+stop_group(){ # pid: TERM the process group, wait up to 5 s, then KILL it
+  local p=$1 i
+  kill -TERM -- "-$p" 2>/dev/null || return 0
+  for i in $(seq 1 50); do kill -0 -- "-$p" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$p" 2>/dev/null
+  wait "$p" 2>/dev/null
+  return 0
+}
+forget(){ local p keep=(); for p in "${pids[@]+"${pids[@]}"}"; do [ "$p" != "$1" ] && keep+=("$p"); done; pids=("${keep[@]+"${keep[@]}"}"); }
+cleanup(){
+  trap - EXIT INT TERM HUP
+  local p
+  for p in "${pids[@]+"${pids[@]}"}"; do stop_group "$p"; done
+  [ -n "$bg_wrk" ] && kill -TERM "$bg_wrk" 2>/dev/null
+  [ -n "$watchdog" ] && stop_group "$watchdog"
+  rm -rf "$work"
+  exec 1>&- 2>&-
+  wait "$tee_pid" 2>/dev/null
+}
+trap cleanup EXIT
+trap 'echo "run.sh: interrupted"; exit 130' INT
+trap 'echo "run.sh: stopped (MAX_TIME=${MAX_TIME}s reached, or SIGTERM)"; exit 143' TERM
+trap 'exit 129' HUP
+
+t_start=$(date +%s)
+say(){ printf '[%4ds] %s\n' "$(( $(date +%s) - t_start ))" "$*"; }
+die(){ say "ERROR: $*"; exit 1; }
+now_ms(){ echo $(( $(date +%s%N) / 1000000 )); }
+
+# ---------------------------------------------------------------- installs
+as_root(){ if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+apt_install(){ # packages...
+  say "installing $* with apt-get (log: $work/apt.log)"
+  as_root timeout 900 env DEBIAN_FRONTEND=noninteractive apt-get update >>"$work/apt.log" 2>&1 \
+    || { tail -5 "$work/apt.log"; return 1; }
+  # RUNLEVEL=1: do not let the nginx package start a system nginx on port 80
+  as_root timeout 900 env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y --no-install-recommends "$@" \
+    >>"$work/apt.log" 2>&1 || { tail -5 "$work/apt.log"; return 1; }
+}
+PATH="$PATH:/usr/sbin:/sbin"
+missing=()
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v wrk >/dev/null || missing+=(wrk)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  # Debian 13 dropped nginx-light; plain nginx will do
+  apt_install "${missing[@]}" || { [[ " ${missing[*]} " == *" nginx-light "* ]] && apt_install "${missing[@]/nginx-light/nginx}"; }
+  for b in nginx wrk curl; do command -v $b >/dev/null || die "$b is missing and could not be installed"; done
+fi
+
+litellm_bin=""
+if on "$LITELLM"; then
+  if [ "$LITELLM" = 1 ]; then
+    litellm_bin="$here/.litellm-venv/bin/litellm"
+    if [ ! -x "$litellm_bin" ]; then
+      say "installing LiteLLM into $here/.litellm-venv (log: $work/pip.log)"
+      if ! python3 -m venv "$here/.litellm-venv" >>"$work/pip.log" 2>&1; then
+        rm -rf "$here/.litellm-venv"
+        apt_install python3-venv && python3 -m venv "$here/.litellm-venv" >>"$work/pip.log" 2>&1
+      fi
+      timeout 1800 "$here/.litellm-venv/bin/pip" install -q 'litellm[proxy]' >>"$work/pip.log" 2>&1 \
+        || { tail -5 "$work/pip.log"; say "LiteLLM install failed; LiteLLM rows are skipped"; litellm_bin=""; }
+    fi
+  else
+    litellm_bin="$LITELLM"
+    [ -x "$litellm_bin" ] || { say "LITELLM=$LITELLM is not an executable; LiteLLM rows are skipped"; litellm_bin=""; }
+  fi
+fi
+ours_bin=""
+if on "$OURS"; then
+  if [[ "$SWITCHBOARD" == */* ]]; then [ -x "$SWITCHBOARD" ] && ours_bin=$SWITCHBOARD
+  else ours_bin=$(command -v "$SWITCHBOARD" || true); fi
+  [ -n "$ours_bin" ] || say "ERROR: no switchboard executable ($SWITCHBOARD); set SWITCHBOARD= or OURS=0. Ours is skipped."
+fi
+
+# The rest is bounded: a watchdog sends us SIGTERM after MAX_TIME seconds.
+setsid bash -c "sleep $MAX_TIME; kill -TERM $$" >/dev/null 2>&1 &
+watchdog=$!
+
+# ---------------------------------------------------------------- header
+pyver(){ # python-exe dist -> version
+  "$1" -c "import importlib.metadata as m; print(m.version('$2'))" 2>/dev/null || echo unknown
+}
+echo "== Switchboard benchmark $stamp"
+echo "host: $(nproc) CPU ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null)), $(uname -sr), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "repo: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo 'no commit')$( [ -n "$(git -C "$repo" status --porcelain 2>/dev/null | head -1)" ] && echo ' (uncommitted changes)')"
+echo "tools: $(nginx -v 2>&1 | sed 's/.*version: //'), $(wrk --version 2>&1 | head -1 | awk '{print "wrk " $2}'), curl $(curl --version | awk 'NR==1 {print $2}')"
+[ -n "$litellm_bin" ] && echo "litellm: $litellm_bin ($(pyver "$(dirname "$litellm_bin")/python" litellm))"
+[ -n "$ours_bin" ] && echo "ours: $ours_bin ($(pyver "$(dirname "$ours_bin")/python" switchboard))"
+echo "settings: D=${D}s C=$C ANTHROPIC=$ANTHROPIC TRANSPORTS=$TRANSPORTS SERVERS=$SERVERS LATENCY=$LATENCY MEM=$MEM MEM_N=$MEM_N"
+echo
+
+# ---------------------------------------------------------------- helpers
+port_busy(){ (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in "$UPSTREAM_PORT" "$PROXY_PORT" ${litellm_bin:+"$LITELLM_PORT"} ${ours_bin:+"$OURS_PORT"}; do
+  port_busy "$p" && die "port $p on 127.0.0.1 is already in use (another benchmark running?); free it or set *_PORT"
+done
+
+http_code(){ curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null; }
+wait_ready(){ # url pid timeout_s -> 0 when the url answers 200; prints nothing
+  local deadline=$(( $(now_ms) + $3 * 1000 ))
+  while [ "$(now_ms)" -lt "$deadline" ]; do
+    [ "$(http_code "$1")" = 200 ] && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.02
+  done
+  return 1
+}
+descendants(){ local c; echo "$1"; for c in $(pgrep -P "$1" 2>/dev/null); do descendants "$c"; done; }
+rss_kb(){ # pid -> VmRSS of it and all its descendants, kB
+  local total=0 p v
+  for p in $(descendants "$1"); do
+    v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null); total=$(( total + ${v:-0} ))
+  done
+  echo "$total"
+}
+cpu_ticks(){ # pid -> utime+stime of it and its descendants, in clock ticks
+  local total=0 p v
+  for p in $(descendants "$1"); do
+    v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null); total=$(( total + ${v:-0} ))
+  done
+  echo "$total"
+}
+settle(){ # pid: wait (at most 20 s) until the server is idle, i.e. done with requests wrk abandoned when it
+  # stopped (a slow proxy can be busy for seconds after a run), so that they do not leak into the next run
+  local pid=$1 i a b
+  [ -n "$pid" ] || return 0
+  a=$(cpu_ticks "$pid")
+  for i in $(seq 1 100); do
+    sleep 0.2; b=$(cpu_ticks "$pid")
+    [ $(( b - a )) -le 2 ] && return 0   # <= 10% of a core over 200 ms (100 ticks/s)
+    a=$b
+  done
+  say "note: server still busy after 20 s"
+}
+mb(){ awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+
+body_of(){ sed -n "s/^wrk.body = '\(.*\)'\$/\1/p" "$here/$1" | sed "s|MODEL|$2|"; }
+
+server_pid=""   # the proxy under test, if it is one of ours to watch (LiteLLM, ours)
+server_log=""   # and its log, quoted when a check fails
+
+# Result store
+declare -A RPS P50 P99 ERR BAD NOTE LAT LATERR CHECKED REF
+rows=(); lat_rows=()
+
+check(){ # name url model script -> 0 if the target answers a sane 2xx; prints a check line
+  local name=$1 url=$2 model=$3 script=$4 code body n last
+  code=$(curl --noproxy '*' -sN -o "$work/check.out" -w '%{http_code}' --max-time 20 \
+    -H 'Content-Type: application/json' -H 'Authorization: Bearer sk-bench-1234' \
+    --data-binary "$(body_of "$script" "$model")" "$url" 2>/dev/null)
+  body=$(head -c 300 "$work/check.out" | tr '\n' ' ')
+  if [ "${code:0:1}" != 2 ]; then
+    CHECKED[$name]="HTTP ${code:-000 (no answer)}: ${body:0:200}"
+    say "check $name: FAILED, HTTP ${code:-000}: ${body:0:200}"
+    [ -n "$server_log" ] && tail -n 6 "$server_log" | cut -c1-300 | sed 's/^/    server log: /'
+    return 1
+  fi
+  if [ "$script" = post-stream.lua ]; then
+    n=$(grep -c '^data:' "$work/check.out"); last=$(grep '^data:' "$work/check.out" | tail -1)
+    if [ "$n" -lt 2 ] || [ "$last" != "data: [DONE]" ]; then
+      CHECKED[$name]="HTTP $code but not an SSE stream ending in [DONE] ($n data lines): ${body:0:200}"
+      say "check $name: FAILED, ${CHECKED[$name]}"; return 1
+    fi
+    say "check $name: HTTP $code, $n SSE data events, ends with [DONE]"
+  else
+    if ! grep -q '"choices"' "$work/check.out"; then
+      CHECKED[$name]="HTTP $code but no chat.completion: ${body:0:200}"
+      say "check $name: FAILED, ${CHECKED[$name]}"; return 1
+    fi
+    say "check $name: HTTP $code, chat.completion"
+  fi
+  CHECKED[$name]=ok
+  return 0
+}
+
+parse_wrk(){ # file -> "rps p50_ms p99_ms non2xx socket_errors"
+  awk '
+    function ms(v) {
+      if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+      if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+      if (v ~ /m$/)  return substr(v, 1, length(v) - 1) * 60000
+      if (v ~ /s$/)  return substr(v, 1, length(v) - 1) * 1000
+      return -1
+    }
+    /Requests\/sec/ {rps = $2}
+    $1 == "50%" {p50 = ms($2)}
+    $1 == "99%" {p99 = ms($2)}
+    /Non-2xx or 3xx responses/ {bad = $NF}
+    /Socket errors/ {gsub(",", ""); sock = $4 + $6 + $8 + $10}
+    END {printf "%s %s %s %d %d\n", (rps == "" ? "-" : rps), (p50 == "" ? -1 : p50), (p99 == "" ? -1 : p99), bad, sock}
+  ' "$1"
+}
+fmt_ms(){ awk -v v="$1" 'BEGIN { if (v < 0) print "-"; else if (v < 1) printf "%.3f ms", v; else if (v < 100) printf "%.2f ms", v; else printf "%.0f ms", v }'; }
+
+run_wrk(){ # out-file conns duration url model script
+  sed "s|MODEL|$5|" "$here/$6" > "$work/req.lua"
+  wrk -t1 -c"$2" -d"$3s" --timeout 10s --latency -s "$work/req.lua" "$4" >"$1" 2>&1
+}
+
+bench(){ # name url model script [ref-row-for-ratio]
+  local name=$1 url=$2 model=$3 script=$4 r a b c d e
+  rows+=("$name"); REF[$name]=${5:-}
+  if ! check "$name" "$url" "$model" "$script"; then NOTE[$name]="NOT MEASURED: ${CHECKED[$name]}"; return 1; fi
+  run_wrk "$work/warm.out" 8 1 "$url" "$model" "$script"
+  settle "$server_pid"
+  run_wrk "$work/wrk.out" "$C" "$D" "$url" "$model" "$script"
+  settle "$server_pid"
+  read -r a b c d e <<<"$(parse_wrk "$work/wrk.out")"
+  RPS[$name]=$a; P50[$name]=$b; P99[$name]=$c; BAD[$name]=$d; ERR[$name]=$e
+  r=$(printf '%.0f' "${RPS[$name]}" 2>/dev/null || echo "${RPS[$name]}")
+  say "$name: $r rps, p50 $(fmt_ms "${P50[$name]}"), p99 $(fmt_ms "${P99[$name]}"), non-2xx ${BAD[$name]}, socket errors ${ERR[$name]}"
+  [ "${RPS[$name]}" = - ] && { NOTE[$name]="wrk failed: $(tail -2 "$work/wrk.out" | tr '\n' ' ')"; say "${NOTE[$name]}"; }
+  return 0
+}
+
+latency(){ # name url model script: p50 at one connection
+  local name=$1 r p50 p99 bad err
+  on "$LATENCY" || return 0
+  [ "${CHECKED[$name]:-}" = ok ] || return 0
+  lat_rows+=("$name")
+  run_wrk "$work/lat.out" 1 "$D" "$2" "$3" "$4"
+  settle "$server_pid"
+  read -r r p50 p99 bad err <<<"$(parse_wrk "$work/lat.out")"
+  LAT[$name]=$p50
+  LATERR[$name]=$(( bad + err ))
+  say "$name at 1 connection: p50 $(fmt_ms "${LAT[$name]}") ($(printf '%.0f' "$r" 2>/dev/null) rps)"
+}
+
+# ---------------------------------------------------------------- fake upstream and nginx-proxy
+for f in upstream proxy; do
+  sed "s|@WORK@|$work|g; s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g; s|@PROXY_PORT@|$PROXY_PORT|g" \
+    "$here/$f-nginx.conf" > "$work/$f.conf"
+done
+cp "$here/stream.txt" "$here/anthropic-stream.txt" "$work/"; chmod 644 "$work"/*.txt
+setsid nginx -e "$work/upstream-error.log" -c "$work/upstream.conf" >"$work/upstream.out" 2>&1 & up_pid=$!; pids+=("$up_pid")
+setsid nginx -e "$work/proxy-nginx-error.log" -c "$work/proxy.conf" >"$work/proxy.out" 2>&1 & px_pid=$!; pids+=("$px_pid")
+wait_ready "http://127.0.0.1:$UPSTREAM_PORT/v1/models" "$up_pid" 10 || { cat "$work/upstream.out"; die "fake upstream did not start"; }
+wait_ready "http://127.0.0.1:$PROXY_PORT/v1/models" "$px_pid" 10 || { cat "$work/proxy.out"; die "nginx-proxy did not start"; }
+say "fake upstream on :$UPSTREAM_PORT, nginx-proxy on :$PROXY_PORT"
+
+U="http://127.0.0.1:$UPSTREAM_PORT"; X="http://127.0.0.1:$PROXY_PORT"
+bench direct             "$U/v1/chat/completions"   gpt-bench post.lua
+bench direct-stream      "$U/s/v1/chat/completions" gpt-bench post-stream.lua
+bench nginx-proxy        "$X/v1/chat/completions"   gpt-bench post.lua
+bench nginx-proxy-stream "$X/s/v1/chat/completions" gpt-bench post-stream.lua
+latency direct             "$U/v1/chat/completions"   gpt-bench post.lua
+latency direct-stream      "$U/s/v1/chat/completions" gpt-bench post-stream.lua
+latency nginx-proxy        "$X/v1/chat/completions"   gpt-bench post.lua
+latency nginx-proxy-stream "$X/s/v1/chat/completions" gpt-bench post-stream.lua
+
+# ---------------------------------------------------------------- LiteLLM
+litellm_rss=""; litellm_note=""
+if [ -n "$litellm_bin" ]; then
+  sed "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" "$here/litellm.yaml" > "$work/litellm.yaml"
+  t0=$(now_ms)
+  LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_LOG=ERROR setsid "$litellm_bin" --config "$work/litellm.yaml" \
+    --host 127.0.0.1 --port "$LITELLM_PORT" --num_workers 1 >"$work/litellm.log" 2>&1 &
+  ll_pid=$!; pids+=("$ll_pid"); server_pid=$ll_pid; server_log="$work/litellm.log"
+  if wait_ready "http://127.0.0.1:$LITELLM_PORT/health/liveliness" "$ll_pid" 180; then
+    say "litellm up in $(( $(now_ms) - t0 )) ms (RSS $(mb "$(rss_kb "$ll_pid")") MB)"
+    L="http://127.0.0.1:$LITELLM_PORT/v1/chat/completions"
+    bench litellm        "$L" gpt-bench        post.lua
+    bench litellm-stream "$L" gpt-bench-stream post-stream.lua
+    if on "$ANTHROPIC"; then
+      bench litellm-ant        "$L" claude-bench        post.lua
+      bench litellm-ant-stream "$L" claude-bench-stream post-stream.lua
+    fi
+    latency litellm        "$L" gpt-bench        post.lua
+    latency litellm-stream "$L" gpt-bench-stream post-stream.lua
+    if on "$ANTHROPIC"; then
+      latency litellm-ant        "$L" claude-bench        post.lua
+      latency litellm-ant-stream "$L" claude-bench-stream post-stream.lua
+    fi
+    litellm_rss=$(rss_kb "$ll_pid")
+    say "litellm RSS after its runs: $(mb "$litellm_rss") MB"
+  else
+    litellm_note="LiteLLM did not start: $(tail -3 "$work/litellm.log" | tr '\n' ' ')"
+    say "$litellm_note"
+  fi
+  stop_group "$ll_pid"; forget "$ll_pid"; server_pid=""; server_log=""
+fi
+
+# ---------------------------------------------------------------- ours
+declare -A OURS_INFO
+ours_primary_pid=""
+mem_lines=()
+mem_verdict=""
+
+start_ours(){ # label env-assignments... ; sets ours_pid, returns 1 if it did not start
+  local label=$1 home="$work/home-$1" t0 ms
+  shift
+  mkdir -p "$home"
+  cat > "$home/models.json" <<EOF
+{"providers": {
+  "bench": {"baseUrl": "http://127.0.0.1:$UPSTREAM_PORT/v1", "api": "openai-completions", "apiKey": "sk-upstream", "models": [{"id": "gpt-bench"}]},
+  "bench-stream": {"baseUrl": "http://127.0.0.1:$UPSTREAM_PORT/s/v1", "api": "openai-completions", "apiKey": "sk-upstream", "models": [{"id": "gpt-bench"}]},
+  "bench-ant": {"baseUrl": "http://127.0.0.1:$UPSTREAM_PORT", "api": "anthropic-messages", "apiKey": "sk-ant-upstream", "models": [{"id": "claude-bench"}]},
+  "bench-ant-stream": {"baseUrl": "http://127.0.0.1:$UPSTREAM_PORT/s", "api": "anthropic-messages", "apiKey": "sk-ant-upstream", "models": [{"id": "claude-bench"}]}}}
+EOF
+  t0=$(now_ms)
+  env -u SWITCHBOARD_UPSTREAM_CLIENT -u SWITCHBOARD_ASGI_SERVER SWITCHBOARD_HOME="$home" "$@" \
+    setsid "$ours_bin" serve --host 127.0.0.1 --port "$OURS_PORT" >"$work/ours-$label.log" 2>&1 &
+  ours_pid=$!; pids+=("$ours_pid"); server_pid=$ours_pid; server_log="$work/ours-$label.log"
+  if ! wait_ready "http://127.0.0.1:$OURS_PORT/healthz" "$ours_pid" 60; then
+    OURS_INFO[$label]="did not start: $(tail -3 "$work/ours-$label.log" | tr '\n' ' ' | cut -c1-400)"
+    say "ours[$label] ${OURS_INFO[$label]}"
+    stop_group "$ours_pid"; forget "$ours_pid"
+    return 1
+  fi
+  ms=$(( $(now_ms) - t0 ))
+  OURS_INFO[$label]="ready in $ms ms, idle RSS $(mb "$(rss_kb "$ours_pid")") MB"
+  say "ours[$label] (${*:-defaults}): ${OURS_INFO[$label]}"
+  sed -n '1,3p' "$work/ours-$label.log" | sed 's/^/    log: /'
+  return 0
+}
+
+ours_targets(){ # suffix ; runs the throughput (and one-connection) rows against the running ours
+  local s=$1 O="http://127.0.0.1:$OURS_PORT/v1/chat/completions"
+  bench "ours$s"        "$O" bench/gpt-bench         post.lua        litellm
+  bench "ours-stream$s" "$O" bench-stream/gpt-bench  post-stream.lua litellm-stream
+  if on "$ANTHROPIC" && [ -z "$s" ]; then
+    bench "ours-ant$s"        "$O" bench-ant/claude-bench        post.lua        litellm-ant
+    bench "ours-ant-stream$s" "$O" bench-ant-stream/claude-bench post-stream.lua litellm-ant-stream
+  fi
+  latency "ours$s"        "$O" bench/gpt-bench        post.lua
+  [ -z "$s" ] || return 0
+  latency "ours-stream$s" "$O" bench-stream/gpt-bench post-stream.lua
+  if on "$ANTHROPIC"; then
+    latency "ours-ant$s"        "$O" bench-ant/claude-bench        post.lua
+    latency "ours-ant-stream$s" "$O" bench-ant-stream/claude-bench post-stream.lua
+  fi
+}
+
+mem_half(){ # pid n label -> runs exactly n non-streaming requests at -c$C; prints a line
+  local pid=$1 n=$2 label=$3 w t0 ms line
+  sed "s|MODEL|bench/gpt-bench|" "$here/count.lua" > "$work/count.lua"
+  rm -f "$work/count.done"
+  t0=$(now_ms)
+  BENCH_N=$n BENCH_DONE_FILE="$work/count.done" \
+    wrk -t1 -c"$C" -d"${MEM_TIMEOUT}s" --timeout 10s -s "$work/count.lua" \
+    "http://127.0.0.1:$OURS_PORT/v1/chat/completions" >"$work/count.out" 2>&1 &
+  w=$!; bg_wrk=$w
+  # wrk's main thread sleeps for the whole -d even after the script stopped its thread: interrupt it.
+  while kill -0 "$w" 2>/dev/null; do
+    [ -e "$work/count.done" ] && { kill -INT "$w" 2>/dev/null; break; }
+    sleep 0.05
+  done
+  wait "$w" 2>/dev/null; bg_wrk=""
+  ms=$(( $(now_ms) - t0 ))
+  line=$(grep '^count:' "$work/count.out" || echo "count: wrk failed: $(tail -2 "$work/count.out" | tr '\n' ' ')")
+  MEM_ANSWERED=$(echo "$line" | sed -n 's/.*answered=\([0-9]*\).*/\1/p'); MEM_ANSWERED=${MEM_ANSWERED:-0}
+  MEM_BAD=$(echo "$line" | sed -n 's/.*non2xx=\([0-9]*\).*/\1/p'); MEM_BAD=${MEM_BAD:-0}
+  say "$label: ${line#count: } in $ms ms ($(awk -v n="$MEM_ANSWERED" -v ms="$ms" 'BEGIN {printf "%.0f", ms ? n * 1000 / ms : 0}') rps)"
+}
+
+memory_phase(){ # pid
+  local pid=$1 half=$(( MEM_N / 2 )) before r1 r2 a1 a2 b1 b2 growth
+  before=$(rss_kb "$pid")
+  say "memory phase: $MEM_N non-streaming requests in two halves of $half (-c$C); RSS before: $(mb "$before") MB"
+  mem_half "$pid" "$half" "first half";  a1=$MEM_ANSWERED; b1=$MEM_BAD; r1=$(rss_kb "$pid")
+  say "RSS after first $half: $(mb "$r1") MB"
+  mem_half "$pid" "$(( MEM_N - half ))" "second half"; a2=$MEM_ANSWERED; b2=$MEM_BAD; r2=$(rss_kb "$pid")
+  say "RSS after $MEM_N: $(mb "$r2") MB"
+  growth=$(( r2 - r1 ))
+  mem_lines+=("ours RSS before: $(mb "$before") MB; after $half: $(mb "$r1") MB; after $MEM_N: $(mb "$r2") MB; growth over the last $(( MEM_N - half )): $(awk -v k="$growth" 'BEGIN {printf "%+.1f", k / 1024}') MB")
+  mem_lines+=("requests answered: $a1 + $a2 of $MEM_N, non-2xx: $(( b1 + b2 ))")
+  if [ $(( a1 + a2 )) -ne "$MEM_N" ] || [ $(( b1 + b2 )) -ne 0 ]; then
+    mem_verdict="INVALID (not all $MEM_N requests answered 2xx)"
+  else
+    mem_verdict=$(awk -v r="$r2" -v g="$growth" -v tol="$GROWTH_TOL_MB" 'BEGIN {
+      ok = (r / 1024 < 120) && (g / 1024 <= tol)
+      printf "%s (RSS %.1f MB, target < 120 MB; growth %+.1f MB, allowed <= %s MB)", ok ? "PASS" : "FAIL", r / 1024, g / 1024, tol }')
+  fi
+}
+
+ours_failed=0
+on "$OURS" && [ -z "$ours_bin" ] && ours_failed=1
+if [ -n "$ours_bin" ]; then
+  if start_ours default; then
+    ours_targets ""
+    if on "$MEM" && [ "${CHECKED[ours]:-}" = ok ]; then memory_phase "$ours_pid"
+    elif on "$MEM"; then mem_verdict="not run (ours failed its check)"; fi
+    stop_group "$ours_pid"; forget "$ours_pid"
+  else
+    ours_failed=1
+  fi
+  # Extra runs, after the default one: each ASGI server and/or each upstream client (the cross product if both).
+  servers=(""); transports=(""); variants=()
+  on "$SERVERS" && servers=(uvicorn granian)
+  on "$TRANSPORTS" && transports=(aiohttp httpx-aiohttp httpx)
+  for s in "${servers[@]}"; do
+    for t in "${transports[@]}"; do
+      v="${s:+SWITCHBOARD_ASGI_SERVER=$s}${s:+${t:+ }}${t:+SWITCHBOARD_UPSTREAM_CLIENT=$t}"
+      [ -n "$v" ] && variants+=("$v")
+    done
+  done
+  for v in "${variants[@]+"${variants[@]}"}"; do
+    label=$(echo "$v" | sed 's/SWITCHBOARD_ASGI_SERVER=//; s/SWITCHBOARD_UPSTREAM_CLIENT=//; s/ /,/g')
+    # shellcheck disable=SC2086
+    if start_ours "$label" $v; then
+      if [[ "$v" == *ASGI_SERVER=granian* ]] && ! grep -qs granian $(descendants "$ours_pid" | sed 's|.*|/proc/&/maps|'); then
+        # it started, but not on granian: measuring it would only repeat the default server under another name
+        OURS_INFO[$label]+="; skipped: granian is not loaded, so the server ignores SWITCHBOARD_ASGI_SERVER"
+        say "ours[$label]: skipped, granian is not loaded in the server (it ignores SWITCHBOARD_ASGI_SERVER)"
+        k="ours[$label]"; rows+=("$k"); NOTE[$k]="skipped: the server ignores SWITCHBOARD_ASGI_SERVER=granian"
+      else
+        ours_targets "[$label]"
+      fi
+      stop_group "$ours_pid"; forget "$ours_pid"
+    else
+      k="ours[$label]"; rows+=("$k"); NOTE[$k]="skipped: ${OURS_INFO[$label]}"
+    fi
+  done
+fi
+
+# ---------------------------------------------------------------- report
+echo
+echo "== Throughput: wrk -t1 -c$C, ${D}s per target after a 1 s warm-up at -c8 (rps: requests/s; x litellm: ours/litellm rps)"
+printf '%-34s %10s %10s %10s %10s %10s  %s\n' target rps p50 p99 non-2xx sock-err "x litellm"
+flagged=0
+clean(){ [ -n "${RPS[$1]:-}" ] && [ "${RPS[$1]}" != - ] && [ "${BAD[$1]:-1}" = 0 ] && [ "${ERR[$1]:-1}" = 0 ]; }
+ratio(){ clean "$1" && clean "$2" && awk -v a="${RPS[$1]}" -v b="${RPS[$2]}" 'BEGIN {printf "%.1f", a / b}'; }
+for r in "${rows[@]}"; do
+  if [ -n "${NOTE[$r]:-}" ] && [ -z "${RPS[$r]:-}" ]; then printf '%-34s %s\n' "$r" "${NOTE[$r]}"; continue; fi
+  mark=""; clean "$r" || { mark="*"; flagged=1; }
+  x=""; [ -n "${REF[$r]:-}" ] && x=$(ratio "$r" "${REF[$r]}") && x="${x}x"
+  printf '%-34s %10s %10s %10s %10s %10s  %s\n' "$r" "$(printf '%.0f' "${RPS[$r]}" 2>/dev/null || echo -)$mark" \
+    "$(fmt_ms "${P50[$r]}")" "$(fmt_ms "${P99[$r]}")" "${BAD[$r]}" "${ERR[$r]}" "$x"
+done
+[ "$flagged" = 1 ] && echo "* this row had failed responses or socket errors: its rps counts them and is not comparable"
+[ -n "$litellm_note" ] && echo "$litellm_note"
+
+echo
+echo "== Ratios ours/litellm (same run)"
+verdicts=()
+target_ratio(){ # ours-row litellm-row target label
+  local x; x=$(ratio "$1" "$2")
+  if [ -n "$x" ]; then
+    local v; v=$(awk -v x="$x" -v t="$3" 'BEGIN {print (x >= t) ? "PASS" : "FAIL"}')
+    printf '%-22s %8sx   target >= %sx   %s\n' "$4" "$x" "$3" "$v"
+    [ -n "$3" ] && verdicts+=("$4: $v (${x}x, target >= $3x)")
+  else
+    printf '%-22s %8s\n' "$4" "n/a (a row is missing or had errors)"
+    verdicts+=("$4: n/a")
+  fi
+}
+if [ -n "${RPS[litellm]:-}" ] && [ -n "$ours_bin" ]; then
+  target_ratio ours litellm 20 "non-streaming"
+  target_ratio ours-stream litellm-stream 50 "stream (66 events)"
+  if on "$ANTHROPIC"; then
+    x=$(ratio ours-ant litellm-ant); printf '%-22s %8s\n' "anthropic" "${x:+${x}x}${x:-n/a}"
+    x=$(ratio ours-ant-stream litellm-ant-stream); printf '%-22s %8s\n' "anthropic stream" "${x:+${x}x}${x:-n/a}"
+  fi
+else
+  echo "n/a (needs both LiteLLM and ours)"
+fi
+
+if on "$LATENCY"; then
+  echo
+  echo "== Latency at one connection: wrk -t1 -c1, ${D}s (added = p50 - p50 of direct, or of direct-stream for stream rows)"
+  printf '%-34s %10s %12s\n' target p50 added
+  for r in "${lat_rows[@]+"${lat_rows[@]}"}"; do
+    base=direct; [[ "$r" == *stream* ]] && base=direct-stream
+    added=""
+    [ "$r" != "$base" ] && [ -n "${LAT[$base]:-}" ] && added=$(awk -v a="${LAT[$r]}" -v b="${LAT[$base]}" 'BEGIN {printf "%+.3f ms", a - b}')
+    err=""; [ "${LATERR[$r]:-0}" != 0 ] && err="  (${LATERR[$r]} errors)"
+    printf '%-34s %10s %12s%s\n' "$r" "$(fmt_ms "${LAT[$r]}")" "$added" "$err"
+  done
+  if [ -n "${LAT[ours]:-}" ] && [ -n "${LAT[direct]:-}" ]; then
+    verdicts+=("one-connection added latency: $(awk -v a="${LAT[ours]}" -v b="${LAT[direct]}" 'BEGIN {
+      d = a - b; printf "%s (%.3f ms, target < 1 ms)", (d < 1) ? "PASS" : "FAIL", d }')")
+  fi
+fi
+
+echo
+echo "== Startup and memory (RSS: VmRSS of the server process and its children)"
+for label in "${!OURS_INFO[@]}"; do echo "ours[$label]: ${OURS_INFO[$label]}"; done | sort
+for l in "${mem_lines[@]+"${mem_lines[@]}"}"; do echo "$l"; done
+[ -n "$ours_bin" ] && ! on "$MEM" && echo "ours memory phase: not run (MEM=0)"
+[ -n "$mem_verdict" ] && [ ${#mem_lines[@]} -eq 0 ] && echo "ours memory phase: $mem_verdict"
+[ -n "$litellm_rss" ] && echo "litellm RSS after its runs: $(mb "$litellm_rss") MB"
+[ -n "$mem_verdict" ] && verdicts+=("memory after $MEM_N requests: $mem_verdict")
+
+if [ -n "$ours_bin" ]; then
+  echo
+  echo "== Targets"
+  for v in "${verdicts[@]+"${verdicts[@]}"}"; do echo "$v"; done
+fi
+[ "$ours_failed" = 1 ] && echo "ours did not run: ${OURS_INFO[default]:-no switchboard executable ($SWITCHBOARD)}"
+
+echo
+echo "total time: $(( $(date +%s) - t_start )) s; results: ${result#"$repo"/}"
+rc=0
+[ "$ours_failed" = 1 ] && rc=1
+exit $rc
