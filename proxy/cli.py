@@ -134,7 +134,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
     )
     log.info(
-        "switchboard on http://%s:%d (home %s; providers with credentials: %s; ready in %.0f ms after start)",
+        "switchboard starting on http://%s:%d (home %s; providers with credentials: %s; set up in %.0f ms)",
         host,
         port,
         paths.home,

@@ -35,6 +35,7 @@ __all__ = ["Runtime", "build_registry"]
 log = logging.getLogger("switchboard")
 
 _WATCH_INTERVAL = 2.0
+_RETRY_AFTER_FAILURE = 300.0
 
 
 def build_registry(paths: Paths, cache_dir: Path | None = None) -> Registry:
@@ -129,24 +130,30 @@ class Runtime:
         for provider in list(self.registry):
             if not provider.discovery or not self.credentials.available(provider):
                 continue
-            cached = load_cached(self.paths.model_cache, provider.id)
-            last = max(self._discovered_at.get(provider.id, 0.0), cached[0] if cached else 0.0)
-            if time.time() - last < interval:
+            if time.time() < self.next_discovery(provider.id):
                 continue
-            self._discovered_at[provider.id] = time.time()
-            await self._discover(http, provider)
+            ok = await self._discover(http, provider)
+            # A failed fetch (a flaky network at start-up, say) is retried in minutes, not in an interval.
+            retry = interval if ok else min(interval, _RETRY_AFTER_FAILURE)
+            self._discovered_at[provider.id] = time.time() - interval + retry
 
-    async def _discover(self, http: httpx.AsyncClient, provider: Provider) -> None:
+    def next_discovery(self, provider_id: str) -> float:
+        """When the provider's live list is next due (epoch seconds)."""
+        cached = load_cached(self.paths.model_cache, provider_id)
+        last = max(self._discovered_at.get(provider_id, 0.0), cached[0] if cached else 0.0)
+        return last + self.config.discovery.interval
+
+    async def _discover(self, http: httpx.AsyncClient, provider: Provider) -> bool:
         try:
             auth = await self.credentials.resolve(provider)
             found = await fetch_models(http, auth)
         except SwitchboardError as exc:
             log.warning("model discovery for %s skipped: %s", provider.id, exc.message)
-            return
+            return False
         except Exception as exc:
             # Discovery is best effort: the shipped catalog still serves.
             log.warning("model discovery for %s failed: %s", provider.id, describe_failure(exc))
-            return
+            return False
         try:
             save_cached(self.paths.model_cache, provider.id, found)
         except OSError as exc:
@@ -156,3 +163,4 @@ class Runtime:
         if current is not None:
             self.router.rebuild(self.registry.replace(merge_discovered(current, found)))
         log.info("discovered %d models for %s", len(found), provider.id)
+        return True

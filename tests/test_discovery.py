@@ -27,7 +27,7 @@ from proxy.config import DiscoveryConfig, Paths, ServerConfig
 from proxy.models import list_models
 from proxy.runtime import Runtime
 from tests.conftest import auth_json, models_json
-from tests.fakes.openai_upstream import FakeOpenAI, free_port
+from tests.fakes.openai_upstream import Action, FakeOpenAI, free_port
 
 KEY = "gsk-discovery-secret-4f9a1c"
 CATALOG = load_builtin_models("groq")
@@ -137,6 +137,21 @@ async def test_discover_once_respects_the_interval(groq: FakeOpenAI) -> None:
         assert len(model_gets(groq)) == 1
         await _runtime(interval=0).discover_once(http)
         assert len(model_gets(groq)) == 2
+    await rt.stop()
+
+
+async def test_a_failed_fetch_is_retried_within_minutes_not_an_interval(groq: FakeOpenAI) -> None:
+    rt = _runtime(interval=3600)
+    groq.push(Action("error", status=500, body={"error": {"message": "down"}}))
+    async with httpx.AsyncClient(timeout=5) as http:
+        await rt.discover_once(http)  # fails
+        await rt.discover_once(http)  # not yet due again
+        assert len(model_gets(groq)) == 1
+        assert 200 < rt.next_discovery("groq") - time.time() <= 300
+        rt._discovered_at["groq"] -= 300  # five minutes later
+        await rt.discover_once(http)
+        assert len(model_gets(groq)) == 2
+        assert rt.next_discovery("groq") - time.time() > 3000  # success: the full interval
     await rt.stop()
 
 

@@ -93,6 +93,9 @@ class FakeOpenAI:
 
     async def _models(self, request: web.Request) -> web.Response:
         self.requests.append(Recorded("GET", request.path, dict(request.headers), None))
+        if self.actions and self.actions[0].kind == "error":
+            action = self.actions.popleft()
+            return web.json_response(action.body, status=action.status, headers=action.headers)
         data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "fake"} for m in self.models]
         return web.json_response({"object": "list", "data": data})
 
