@@ -36,10 +36,11 @@ from typing import Any
 from .authstore import AuthStore
 from .errors import MissingCredentials
 from .keyvalue import aresolve_key_value, forget_command, is_configured
-from .registry import Model, Provider
+from .registry import Model, Provider, default_auth
 
 __all__ = ["Credentials", "ResolvedAuth"]
 
+_AUTH_HEADER_NAMES = ("authorization", "x-api-key", "x-goog-api-key", "api-key")
 _PLACEHOLDER = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
 
 
@@ -56,6 +57,8 @@ class ResolvedAuth:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     #: Every secret the headers carry: the key, and header values that came from ``$VAR``/``!command``.
     secrets: tuple[str, ...] = ()
+    #: The key itself, for a model whose wire API wants it in another header.
+    key: str | None = field(default=None, repr=False)
 
     def scrub(self, message: str) -> str:
         """``message`` with any secret this auth sends masked (providers echo rejected keys)."""
@@ -136,13 +139,19 @@ class Credentials:
         secrets = [key] if key else []
         await self._resolve_headers(provider, provider.headers, env, headers, secrets)
         if key is not None:
-            headers.update(_auth_headers(provider, key, source))
-        return ResolvedAuth(base_url, headers, source, key_value, scoped, tuple(secrets))
+            headers.update(_auth_headers(provider, provider.auth, key, source))
+        return ResolvedAuth(base_url, headers, source, key_value, scoped, tuple(secrets), key)
 
     async def _for_model(self, base: ResolvedAuth, provider: Provider, model: Model) -> ResolvedAuth:
         env = {**self._env(), **base.extra_env}
         base_url = _fill_placeholders(provider, model.base_url, env) if model.base_url else base.base_url
         headers = dict(base.headers)
+        if base.key is not None and model.api and model.api != provider.api and not provider.auth_header:
+            # The model speaks another wire API than its provider (an OpenCode model over Anthropic
+            # Messages, say): the key travels the way that API expects.
+            for name in _AUTH_HEADER_NAMES:
+                headers.pop(name, None)
+            headers.update(_auth_headers(provider, default_auth(model.api), base.key, base.source))
         secrets = list(base.secrets)
         await self._resolve_headers(provider, model.headers, env, headers, secrets)
         return replace(base, base_url=base_url, headers=headers, secrets=tuple(secrets))
@@ -246,24 +255,24 @@ def _scoped_env(entry: Mapping[str, Any] | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in scoped.items()} if isinstance(scoped, dict) else {}
 
 
-def _auth_headers(p: Provider, key: str, source: str) -> dict[str, str]:
-    if p.auth_header or p.auth == "bearer":
+def _auth_headers(p: Provider, style: str, key: str, source: str) -> dict[str, str]:
+    if p.auth_header or style == "bearer":
         return {"authorization": f"Bearer {key}"}
-    if p.auth == "x-api-key":
+    if style == "x-api-key":
         # An OAuth access token (a stored login, ANTHROPIC_OAUTH_TOKEN, or an "sk-ant-oat" token given
         # any other way) is a bearer token; Anthropic rejects it as x-api-key.
         if source == "auth.json (oauth)" or "OAUTH" in source or "sk-ant-oat" in key:
             return {"authorization": f"Bearer {key}"}
         return {"x-api-key": key}
-    if p.auth == "x-goog-api-key":
+    if style == "x-goog-api-key":
         return {"x-goog-api-key": key}
-    if p.auth == "api-key":
+    if style == "api-key":
         return {"api-key": key}
     return {}
 
 
 def _cache_key(provider_id: str, model: Model | None) -> str:
-    if model is None or (not model.base_url and not model.headers):
+    if model is None or (not model.base_url and not model.headers and not model.api):
         return provider_id
     return f"{provider_id}\0{model.id}"
 

@@ -33,6 +33,7 @@ from .registry import (
     ModelRow,
     Provider,
     Registry,
+    default_auth,
     model_from_row,
 )
 
@@ -159,7 +160,8 @@ def _custom(pid: str, cfg: _ProviderConfig, path: Path) -> Provider:
     return Provider(
         id=pid,
         name=cfg.name or pid,
-        api=cfg.api or cfg.models[0].api or "openai-completions",
+        api=(api := cfg.api or cfg.models[0].api or "openai-completions"),
+        auth=default_auth(api),
         base_url=(cfg.base_url or "").rstrip("/"),
         headers=dict(cfg.headers),
         compat=DEFAULT_COMPAT.merged(cfg.compat),
@@ -189,6 +191,7 @@ def _override(base: Provider, cfg: _ProviderConfig, path: Path) -> Provider:
         base,
         name=cfg.name or base.name,
         api=cfg.api or base.api,
+        auth=default_auth(cfg.api) if cfg.api and cfg.api != base.api else base.auth,
         base_url=(cfg.base_url or base.base_url).rstrip("/"),
         headers={**base.headers, **cfg.headers},
         compat=base.compat.merged(cfg.compat),

@@ -27,6 +27,7 @@ __all__ = [
     "ModelRow",
     "Provider",
     "Registry",
+    "default_auth",
     "load_builtin_models",
     "load_builtin_providers",
     "model_from_row",
@@ -44,9 +45,21 @@ API_NAMES = (
     "openai-codex-responses",
 )
 #: Wire APIs this build can speak; the rest answer 501 with the issue that brings them.
-IMPLEMENTED_APIS = frozenset({"openai-completions"})
+IMPLEMENTED_APIS = frozenset({"openai-completions", "anthropic-messages", "google-generative-ai"})
 
 AuthStyle = Literal["bearer", "x-api-key", "x-goog-api-key", "api-key", "none"]
+
+_DEFAULT_AUTH: dict[str, AuthStyle] = {
+    "anthropic-messages": "x-api-key",
+    "google-generative-ai": "x-goog-api-key",
+    "google-vertex": "x-goog-api-key",
+    "azure-openai-responses": "api-key",
+}
+
+
+def default_auth(api: str) -> AuthStyle:
+    """How a plain API key travels on ``api`` when nothing says otherwise."""
+    return _DEFAULT_AUTH.get(api, "bearer")
 
 
 class Compat(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel", omit_defaults=True):

@@ -297,6 +297,6 @@ def test_serve_on_a_public_address_with_insecure_no_auth(
 ) -> None:
     write_json(isolated_env / "config.json", {"discovery": {"enabled": False}})
     server, _ = serve("--host", "0.0.0.0", "--insecure-no-auth")
-    assert "switchboard on http://0.0.0.0:" in server.stderr
+    assert "switchboard starting on http://0.0.0.0:" in server.stderr
     code, _ = _stop(server)
     assert code == 0, server.stderr

@@ -1,0 +1,413 @@
+"""Wire API ``anthropic-messages``: Anthropic's Messages API and the servers that copy it.
+
+``POST {base_url}/v1/messages`` (the base URL has no ``/v1``, as the Anthropic SDK expects) with
+``anthropic-version: 2023-06-01``. Used by Anthropic itself and by MiniMax, Kimi for Coding, Vercel AI
+Gateway, Fireworks and OpenCode Zen's Claude models.
+
+Entry point: :data:`API`, a :class:`~providers.wire.base.WireAPI`. This module encodes requests; the
+answer side (JSON, SSE stream, error bodies) lives in :mod:`.anthropic_stream`.
+
+Request translation:
+
+* ``system`` is a list of text blocks. A Claude Pro/Max OAuth token (``sk-ant-oat``) is sent as
+  ``Authorization: Bearer`` with the Claude Code beta flags, and the system prompt must start with the
+  Claude Code identity block, or Anthropic refuses the token.
+* Messages become strictly alternating user/assistant turns: consecutive same-role messages merge, tool
+  results are ``tool_result`` blocks at the start of a user turn.
+* Thinking is replayed only when Anthropic signed it (signature or redacted data from this wire API);
+  thinking from another provider cannot be verified by Anthropic and is dropped.
+* ``reasoning_effort`` becomes budget thinking, or adaptive thinking plus ``output_config.effort`` on the
+  models that have it (provider facts §4/§11).
+* Prompt caching: the client's own ``cache_control`` passes through; automatic breakpoints go on the
+  last system block and the last block of the last user turn, four breakpoints at most in all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from ..canonical import Image, Message, Request, Response, Text, Thinking, Tool, ToolCall, ToolChoice, ToolResult
+from ..errors import InvalidRequest, SwitchboardError
+from . import anthropic_stream
+from .base import StreamDecoder, UpstreamCall, WireAPI, WireTarget
+
+__all__ = ["API", "CLAUDE_CODE_IDENTITY", "NAME"]
+
+NAME = anthropic_stream.NAME
+CLAUDE_CODE_IDENTITY = "You are Claude Code, Anthropic's official CLI for Claude."
+
+_VERSION = "2023-06-01"
+_OAUTH_BETAS = ("claude-code-20250219", "oauth-2025-04-20")
+_OAUTH_HEADERS = {
+    "user-agent": "claude-cli/2.1.75",
+    "x-app": "cli",
+    "anthropic-dangerous-direct-browser-access": "true",
+}
+_INTERLEAVED_THINKING_BETA = "interleaved-thinking-2025-05-14"
+_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 16384, "max": 16384}
+_MIN_BUDGET = 1024
+_DEFAULT_MAX_TOKENS = 8192
+_MAX_BREAKPOINTS = 4
+_EPHEMERAL = {"type": "ephemeral"}
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+_EFFORTS = ("low", "medium", "high", "xhigh", "max")
+_ADAPTIVE = re.compile(r"opus-4-[678]|sonnet-4-6|sonnet-5|fable-5")
+_XHIGH = re.compile(r"opus-4-[78]|sonnet-5|fable-5")
+_MAX_EFFORT = re.compile(r"opus-4-[678]|sonnet-5|fable-5")
+# Opus 4.7+ and the generation-5 models reject temperature/top_p ("deprecated for this model").
+_NO_SAMPLING = re.compile(r"opus-4-[78]|(?:opus|sonnet|haiku|fable|mythos)-5")
+_TOOL_ID_BAD_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+class _AnthropicMessages:
+    name = NAME
+
+    def build(self, req: Request, target: WireTarget) -> UpstreamCall:
+        _reject_unsupported(req, target)
+        token = _oauth_token(target.auth_headers)
+        headers = {"anthropic-version": _VERSION}
+        betas: list[str] = []
+        if token is not None:
+            headers.update(_OAUTH_HEADERS)
+            headers["authorization"] = f"Bearer {token}"
+            headers["x-api-key"] = ""  # removes the credential's header
+            betas.extend(_OAUTH_BETAS)
+        messages = _convert_messages(req.messages, target.provider_name)
+        default_max = target.model.max_tokens if target.model is not None else _DEFAULT_MAX_TOKENS
+        body: dict[str, Any] = {"model": target.model_id, "max_tokens": req.max_tokens or default_max}
+        system = _convert_system(req.system, oauth=token is not None)
+        if system:
+            body["system"] = system
+        body["messages"] = messages
+        if req.tools:
+            body["tools"] = _convert_tools(req.tools)
+            choice = _convert_tool_choice(req.tool_choice, req.parallel_tool_calls)
+            if choice is not None:
+                body["tool_choice"] = choice
+        if req.stop:
+            body["stop_sequences"] = list(req.stop)
+        thinking = _apply_thinking(body, req, target)
+        if thinking == "budget" and req.tools:
+            betas.append(_INTERLEAVED_THINKING_BETA)
+        if thinking is None and not _NO_SAMPLING.search(target.model_id):
+            _apply_sampling(body, req)
+        if req.response_format is not None:
+            _apply_response_format(body, req.response_format, target.provider_name)
+        if req.user:
+            body["metadata"] = {"user_id": req.user}
+        if req.stream:
+            body["stream"] = True
+        _add_cache_breakpoints(body)
+        if betas:
+            headers["anthropic-beta"] = _merge_betas(target.auth_headers, betas)
+        url = target.base_url.rstrip("/") + "/v1/messages"
+        return UpstreamCall(url=url, body=msgspec.json.encode(body), headers=headers)
+
+    def decode_response(self, body: bytes, target: WireTarget) -> Response:
+        return anthropic_stream.decode_message(body, target.provider_name)
+
+    def stream_decoder(self, target: WireTarget) -> StreamDecoder:
+        return anthropic_stream.MessageStreamDecoder(target.provider_name)
+
+    def error(self, target: WireTarget, status: int, body: bytes, headers: Mapping[str, str]) -> SwitchboardError:
+        return anthropic_stream.upstream_error(target.provider_name, status, body, headers)
+
+
+API: WireAPI = _AnthropicMessages()
+
+
+def _reject_unsupported(req: Request, target: WireTarget) -> None:
+    extra = req.extra
+    if extra.get("audio") or "audio" in (extra.get("modalities") or ()):
+        raise InvalidRequest(
+            f"{target.provider_name} ({NAME}) cannot produce audio output; remove 'audio' and 'modalities'",
+            param="audio",
+        )
+    if extra.get("logprobs"):
+        raise InvalidRequest(f"{target.provider_name} ({NAME}) does not return logprobs", param="logprobs")
+
+
+def _oauth_token(auth_headers: Mapping[str, str]) -> str | None:
+    """A Claude Pro/Max OAuth token, whether the credential put it in x-api-key or already as Bearer."""
+    for name, value in auth_headers.items():
+        lowered = name.lower()
+        if lowered == "x-api-key" and "sk-ant-oat" in value:
+            return value
+        if lowered == "authorization" and "sk-ant-oat" in value:
+            return value.removeprefix("Bearer ").strip()
+    return None
+
+
+def _merge_betas(auth_headers: Mapping[str, str], betas: list[str]) -> str:
+    configured = next((v for k, v in auth_headers.items() if k.lower() == "anthropic-beta"), "")
+    merged = [b.strip() for b in configured.split(",") if b.strip()]
+    merged += [b for b in betas if b not in merged]
+    return ",".join(merged)
+
+
+def _convert_system(system: list[Text], *, oauth: bool) -> list[dict[str, Any]]:
+    blocks = [_text_block(t) for t in system if t.text]
+    if oauth:
+        blocks.insert(0, {"type": "text", "text": CLAUDE_CODE_IDENTITY})
+    return blocks
+
+
+def _text_block(text: Text) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "text", "text": text.text}
+    if text.cache_control:
+        block["cache_control"] = dict(text.cache_control)
+    return block
+
+
+def _convert_messages(messages: list[Message], provider: str) -> list[dict[str, Any]]:
+    """Alternating turns: consecutive same-role messages merge; tool results lead their user turn."""
+    turns: list[dict[str, Any]] = []
+    for i, msg in enumerate(messages):
+        role = "assistant" if msg.role == "assistant" else "user"
+        blocks = _convert_blocks(msg, provider, f"messages[{i}]")
+        if not blocks:
+            continue  # an empty turn is invalid; dropping it keeps the rest valid
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    for turn in turns:
+        if turn["role"] == "user":
+            turn["content"].sort(key=lambda b: b["type"] != "tool_result")  # stable: results first
+    return turns
+
+
+def _convert_blocks(msg: Message, provider: str, where: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for block in msg.content:
+        if isinstance(block, Text):
+            if block.text:
+                out.append(_text_block(block))
+        elif isinstance(block, Image):
+            out.append(_convert_image(block, provider, where))
+        elif isinstance(block, Thinking):
+            if msg.role == "assistant" and (replay := _replay_thinking(block)) is not None:
+                out.append(replay)
+        elif isinstance(block, ToolCall):
+            out.append(_convert_tool_call(block, provider, where))
+        elif isinstance(block, ToolResult):
+            out.append(_convert_tool_result(block, provider, where))
+    return out
+
+
+def _replay_thinking(block: Thinking) -> dict[str, Any] | None:
+    if block.source != NAME:
+        return None
+    if block.redacted:
+        return {"type": "redacted_thinking", "data": block.redacted}
+    if block.signature:
+        return {"type": "thinking", "thinking": block.text, "signature": block.signature}
+    return None
+
+
+def _convert_image(image: Image, provider: str, where: str) -> dict[str, Any]:
+    media_type, data = image.media_type, image.data
+    if data is None and image.url and image.url.startswith("data:"):
+        media_type, data = _parse_data_url(image.url, provider, where)
+    if data is not None:
+        if media_type not in _IMAGE_TYPES:
+            raise InvalidRequest(
+                f"{provider} ({NAME}) accepts JPEG, PNG, GIF or WebP images, not {media_type or 'this format'}",
+                param=where,
+            )
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    if image.url and image.url.startswith(("http://", "https://")):
+        return {"type": "image", "source": {"type": "url", "url": image.url}}
+    raise InvalidRequest(f"{provider} ({NAME}) needs images as base64 data or an http(s) URL", param=where)
+
+
+def _parse_data_url(url: str, provider: str, where: str) -> tuple[str | None, str]:
+    head, sep, data = url.partition(",")
+    if not sep or not head.endswith(";base64"):
+        raise InvalidRequest(f"{provider} ({NAME}) needs image data URLs in base64", param=where)
+    return head.removeprefix("data:").removesuffix(";base64") or None, data
+
+
+def _tool_id(call_id: str) -> str:
+    """Anthropic wants ``[a-zA-Z0-9_-]{1,64}``; ids from other providers may not be."""
+    return _TOOL_ID_BAD_CHARS.sub("_", call_id)[:64] or "call"
+
+
+def _convert_tool_call(call: ToolCall, provider: str, where: str) -> dict[str, Any]:
+    try:
+        arguments = msgspec.json.decode(call.arguments) if call.arguments.strip() else {}
+    except msgspec.DecodeError:
+        arguments = None
+    if not isinstance(arguments, dict):
+        raise InvalidRequest(
+            f"{provider} ({NAME}) needs tool-call arguments to be a JSON object; call {call.id!r} has "
+            f"{call.arguments[:80]!r}",
+            param=f"{where}.tool_calls",
+        )
+    return {"type": "tool_use", "id": _tool_id(call.id), "name": call.name, "input": arguments}
+
+
+def _convert_tool_result(result: ToolResult, provider: str, where: str) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": _tool_id(result.tool_call_id)}
+    content = [
+        _text_block(part) if isinstance(part, Text) else _convert_image(part, provider, where)
+        for part in result.content
+        if not isinstance(part, Text) or part.text
+    ]
+    if content:
+        block["content"] = content
+    if result.is_error:
+        block["is_error"] = True
+    return block
+
+
+def _convert_tools(tools: list[Tool]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for tool in tools:
+        schema = dict(tool.parameters) if tool.parameters else {}
+        schema.setdefault("type", "object")
+        # ``strict`` is left out: Anthropic's strict tools accept a narrower JSON Schema subset than
+        # OpenAI's, so passing it on would turn working OpenAI tool definitions into 400s.
+        spec: dict[str, Any] = {"name": tool.name, "input_schema": schema}
+        if tool.description:
+            spec["description"] = tool.description
+        if tool.cache_control:
+            spec["cache_control"] = dict(tool.cache_control)
+        out.append(spec)
+    return out
+
+
+def _convert_tool_choice(choice: ToolChoice | None, parallel: bool | None) -> dict[str, Any] | None:
+    if choice is None:
+        converted: dict[str, Any] | None = {"type": "auto"} if parallel is False else None
+    elif choice.mode == "none":
+        return {"type": "none"}
+    elif choice.mode == "required":
+        converted = {"type": "any"}
+    elif choice.mode == "tool" and choice.name:
+        converted = {"type": "tool", "name": choice.name}
+    else:
+        converted = {"type": "auto"}
+    if converted is not None and parallel is False:
+        converted["disable_parallel_tool_use"] = True
+    return converted
+
+
+def _apply_thinking(body: dict[str, Any], req: Request, target: WireTarget) -> str | None:
+    """Set ``thinking`` (and ``output_config.effort``); returns "budget", "adaptive" or None."""
+    effort = _thinking_effort(req, target)
+    if effort is None or _forces_tool(body) or _unsigned_tool_turn(body["messages"]):
+        return None
+    model_id = target.model_id
+    if _ADAPTIVE.search(model_id):
+        effort = "low" if effort == "minimal" else effort
+        capable = {"xhigh": _XHIGH, "max": _MAX_EFFORT}.get(effort)
+        if effort not in _EFFORTS or (capable is not None and not capable.search(model_id)):
+            effort = "high"
+        # Newer models default to omitting the thinking text; clients asked for reasoning, so show it.
+        body["thinking"] = {"type": "adaptive", "display": "summarized"}
+        body["output_config"] = {"effort": effort}
+        return "adaptive"
+    budget = req.thinking_budget or _BUDGETS.get(effort, _BUDGETS["medium"])
+    budget = max(budget, _MIN_BUDGET)
+    max_tokens = body["max_tokens"]
+    if max_tokens <= budget:
+        # OpenAI's max_completion_tokens includes reasoning; keep room for the answer the client asked for.
+        max_tokens = budget + max_tokens
+        if target.model is not None:
+            max_tokens = min(max_tokens, target.model.max_tokens)
+        if max_tokens <= budget:
+            budget = max_tokens - _MIN_BUDGET
+            if budget < _MIN_BUDGET:
+                return None
+        body["max_tokens"] = max_tokens
+    body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    return "budget"
+
+
+def _thinking_effort(req: Request, target: WireTarget) -> str | None:
+    effort = req.reasoning_effort
+    if effort is None and req.thinking_budget:
+        effort = "medium"
+    model = target.model
+    if effort is None or (model is not None and not model.reasoning):
+        return None
+    if model is not None and model.thinking_level_map is not None and effort in model.thinking_level_map:
+        effort = model.thinking_level_map[effort]
+    return None if effort in (None, "none", "off") else effort
+
+
+def _forces_tool(body: dict[str, Any]) -> bool:
+    """Anthropic refuses thinking with a forced tool choice; the client's explicit choice wins."""
+    return body.get("tool_choice", {}).get("type") in ("any", "tool")
+
+
+def _unsigned_tool_turn(turns: list[dict[str, Any]]) -> bool:
+    """With thinking on, an assistant tool-use turn being continued must start with signed thinking.
+
+    When the history came from elsewhere (no signed thinking), the only valid request is without thinking.
+    """
+    if len(turns) < 2 or not any(b["type"] == "tool_result" for b in turns[-1]["content"]):
+        return False
+    prev = turns[-2]
+    if prev["role"] != "assistant" or not any(b["type"] == "tool_use" for b in prev["content"]):
+        return False
+    return prev["content"][0]["type"] not in ("thinking", "redacted_thinking")
+
+
+def _apply_sampling(body: dict[str, Any], req: Request) -> None:
+    # Anthropic's temperature range is 0..1 (OpenAI's 0..2), and recent models refuse temperature and
+    # top_p together; temperature is the one clients mean.
+    if req.temperature is not None:
+        body["temperature"] = min(max(req.temperature, 0.0), 1.0)
+    elif req.top_p is not None:
+        body["top_p"] = req.top_p
+    top_k = req.extra.get("top_k")
+    if isinstance(top_k, int) and not isinstance(top_k, bool):
+        body["top_k"] = top_k
+
+
+def _apply_response_format(body: dict[str, Any], fmt: dict[str, Any], provider: str) -> None:
+    kind = fmt.get("type")
+    if kind in (None, "text"):
+        return
+    spec = fmt.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if kind != "json_schema" or not isinstance(schema, dict):
+        raise InvalidRequest(
+            f"{provider} ({NAME}) has no JSON mode without a schema; send response_format "
+            '{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}} instead',
+            param="response_format",
+        )
+    body.setdefault("output_config", {})["format"] = {"type": "json_schema", "schema": schema}
+
+
+def _add_cache_breakpoints(body: dict[str, Any]) -> None:
+    """Automatic breakpoints after the client's own, never more than Anthropic's four."""
+    used = _count_cache_control(body.get("system")) + _count_cache_control(body.get("tools"))
+    used += _count_cache_control(body["messages"])
+    candidates: list[dict[str, Any]] = []
+    if body.get("system"):
+        candidates.append(body["system"][-1])
+    last_user = next((t for t in reversed(body["messages"]) if t["role"] == "user"), None)
+    if last_user is not None:
+        candidates.append(last_user["content"][-1])
+    for block in candidates:
+        if used >= _MAX_BREAKPOINTS:
+            return
+        if "cache_control" not in block:
+            block["cache_control"] = dict(_EPHEMERAL)
+            used += 1
+
+
+def _count_cache_control(value: Any) -> int:
+    if isinstance(value, list):
+        return sum(_count_cache_control(v) for v in value)
+    if isinstance(value, dict):
+        own = 1 if "cache_control" in value else 0
+        return own + _count_cache_control(value.get("content"))
+    return 0

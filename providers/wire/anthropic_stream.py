@@ -1,0 +1,257 @@
+"""The answer side of the ``anthropic-messages`` wire API: message JSON, SSE streams, error bodies.
+
+Used through :data:`providers.wire.anthropic_messages.API`. Anthropic streams named SSE events::
+
+    message_start                   the message shell with input/cache usage
+    content_block_start             text | thinking | redacted_thinking | tool_use (one index per block)
+    ping                            keep-alive, any time
+    content_block_delta             text_delta | thinking_delta | signature_delta | input_json_delta
+    content_block_stop
+    message_delta                   stop_reason and cumulative usage
+    message_stop                    the end; a stream without it was cut short
+    error                           an error after the stream started (e.g. overloaded_error)
+
+Token counts follow the canonical (OpenAI) convention: input tokens include cache reads and writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from ..canonical import (
+    Block,
+    Event,
+    Finish,
+    FinishReason,
+    Response,
+    StreamError,
+    Text,
+    TextDelta,
+    Thinking,
+    ThinkingDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+    UsageEvent,
+)
+from ..errors import SwitchboardError, UpstreamError, UpstreamUnreachable
+from ..sse import SSEParser
+from .openai_completions import upstream_error as _openai_style_error
+
+__all__ = ["NAME", "MessageStreamDecoder", "decode_message", "upstream_error"]
+
+NAME = "anthropic-messages"
+
+_STOP_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+#: Statuses of the error types Anthropic reports inside a stream (and in bodies, with the HTTP status).
+_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 503,
+}
+
+
+def decode_message(body: bytes, provider: str) -> Response:
+    """A non-streamed Anthropic ``message`` object as a canonical :class:`Response`."""
+    try:
+        msg = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise UpstreamError(f"{provider}: the answer is not valid JSON ({exc})", status=502) from exc
+    if not isinstance(msg, dict) or msg.get("type") == "error":
+        raise _error_from_body(provider, msg, 502)
+    content: list[Block] = []
+    for block in msg.get("content") or ():
+        kind = block.get("type")
+        if kind == "text":
+            content.append(Text(block.get("text", "")))
+        elif kind == "thinking":
+            content.append(Thinking(block.get("thinking", ""), signature=block.get("signature") or None, source=NAME))
+        elif kind == "redacted_thinking":
+            content.append(Thinking(redacted=block.get("data"), source=NAME))
+        elif kind == "tool_use":
+            arguments = msgspec.json.encode(block.get("input") or {}).decode()
+            content.append(ToolCall(block.get("id", ""), block.get("name", ""), arguments))
+    return Response(
+        id=str(msg.get("id", "")),
+        model=str(msg.get("model", "")),
+        content=content,
+        finish_reason=_map_stop_reason(msg.get("stop_reason")),
+        usage=_convert_usage(msg.get("usage") or {}),
+    )
+
+
+def upstream_error(provider: str, status: int, body: bytes, headers: Mapping[str, str]) -> SwitchboardError:
+    """An error answer: Anthropic's message and type; 529 overloaded becomes 503; retry-after is kept."""
+    err = _openai_style_error(provider, status, body, headers)
+    if status == 529:
+        err.status = 503
+        if err.type == UpstreamError.type:  # no type in the body
+            err.type = "overloaded_error"
+    return err
+
+
+class MessageStreamDecoder:
+    """Anthropic SSE bytes (split anywhere) → canonical events."""
+
+    __slots__ = ("_blocks", "_done", "_finish", "_next_tool", "_parser", "_provider", "_usage")
+
+    def __init__(self, provider: str) -> None:
+        self._provider = provider
+        self._parser = SSEParser()
+        #: Anthropic block index → our tool index (tool_use blocks) or -1 (other blocks).
+        self._blocks: dict[int, int] = {}
+        self._next_tool = 0
+        self._usage: dict[str, Any] = {}
+        self._finish: FinishReason | None = None
+        self._done = False
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        out: list[Event] = []
+        for sse in self._parser.feed(chunk):
+            if not self._done:
+                self._handle(sse.event, sse.data, out)
+        return out
+
+    def close(self) -> list[Event]:
+        out: list[Event] = []
+        for sse in self._parser.close():
+            if not self._done and _is_json(sse.data):  # else: the stream broke off inside this event
+                self._handle(sse.event, sse.data, out)
+        if not self._done:
+            self._done = True
+            out.append(
+                StreamError(UpstreamUnreachable(f"{self._provider}: stream ended early (no message_stop event)"))
+            )
+        return out
+
+    def _handle(self, name: str, data: str, out: list[Event]) -> None:
+        try:
+            payload = msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            self._fail(UpstreamError(f"{self._provider}: invalid JSON in {name} stream event", status=502), out)
+            return
+        if not isinstance(payload, dict):
+            return
+        kind = payload.get("type", name)
+        if kind == "content_block_delta":
+            self._on_delta(payload, out)
+        elif kind == "content_block_start":
+            self._on_block_start(payload, out)
+        elif kind == "content_block_stop":
+            tool = self._blocks.get(payload.get("index", -1), -1)
+            if tool >= 0:
+                out.append(ToolCallEnd(tool))
+        elif kind == "message_start":
+            self._merge_usage((payload.get("message") or {}).get("usage"))
+        elif kind == "message_delta":
+            self._merge_usage(payload.get("usage"))
+            reason = (payload.get("delta") or {}).get("stop_reason")
+            if reason is not None and self._finish is None:
+                self._finish = _map_stop_reason(reason)
+                out.append(Finish(self._finish))
+        elif kind == "message_stop":
+            if self._finish is None:
+                out.append(Finish("stop"))
+            out.append(UsageEvent(_convert_usage(self._usage)))
+            self._done = True
+        elif kind == "error":
+            self._fail(_error_from_body(self._provider, payload, 500), out)
+
+    def _on_block_start(self, payload: dict[str, Any], out: list[Event]) -> None:
+        block = payload.get("content_block") or {}
+        index = payload.get("index", len(self._blocks))
+        kind = block.get("type")
+        self._blocks[index] = -1
+        if kind == "text" and block.get("text"):
+            out.append(TextDelta(block["text"]))
+        elif kind == "thinking" and (block.get("thinking") or block.get("signature")):
+            out.append(ThinkingDelta(block.get("thinking", ""), signature=block.get("signature") or None, source=NAME))
+        elif kind == "redacted_thinking":
+            out.append(ThinkingDelta(redacted=block.get("data"), source=NAME))
+        elif kind == "tool_use":
+            tool = self._blocks[index] = self._next_tool
+            self._next_tool += 1
+            out.append(ToolCallStart(tool, block.get("id", ""), block.get("name", "")))
+            if block.get("input"):  # some compatible servers send the whole input here, not as deltas
+                out.append(ToolCallDelta(tool, msgspec.json.encode(block["input"]).decode()))
+
+    def _on_delta(self, payload: dict[str, Any], out: list[Event]) -> None:
+        delta = payload.get("delta") or {}
+        kind = delta.get("type")
+        if kind == "text_delta":
+            if delta.get("text"):
+                out.append(TextDelta(delta["text"]))
+        elif kind == "thinking_delta":
+            if delta.get("thinking"):
+                out.append(ThinkingDelta(delta["thinking"], source=NAME))
+        elif kind == "signature_delta":
+            out.append(ThinkingDelta(signature=delta.get("signature"), source=NAME))
+        elif kind == "input_json_delta":
+            tool = self._blocks.get(payload.get("index", -1), -1)
+            if tool >= 0 and delta.get("partial_json"):
+                out.append(ToolCallDelta(tool, delta["partial_json"]))
+
+    def _merge_usage(self, usage: Any) -> None:
+        # message_delta counts are cumulative; a null there means "unchanged since message_start".
+        if isinstance(usage, dict):
+            self._usage.update({k: v for k, v in usage.items() if v is not None})
+
+    def _fail(self, error: SwitchboardError, out: list[Event]) -> None:
+        out.append(StreamError(error))
+        self._done = True
+
+
+def _is_json(data: str) -> bool:
+    try:
+        msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return False
+    return True
+
+
+def _map_stop_reason(reason: Any) -> FinishReason:
+    return _STOP_REASONS.get(reason, "stop") if isinstance(reason, str) else "stop"
+
+
+def _convert_usage(usage: dict[str, Any]) -> Usage:
+    cache_read = int(usage.get("cache_read_input_tokens") or 0)
+    cache_write = int(usage.get("cache_creation_input_tokens") or 0)
+    details = usage.get("output_tokens_details")
+    reasoning = details.get("thinking_tokens") if isinstance(details, dict) else None
+    return Usage(
+        input_tokens=int(usage.get("input_tokens") or 0) + cache_read + cache_write,
+        output_tokens=int(usage.get("output_tokens") or 0),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=int(reasoning or 0),
+    )
+
+
+def _error_from_body(provider: str, payload: Any, default_status: int) -> UpstreamError:
+    err = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(err, dict):
+        return UpstreamError(f"{provider}: unexpected answer {str(payload)[:200]}", status=default_status)
+    type_ = err.get("type") if isinstance(err.get("type"), str) else None
+    status = _ERROR_STATUS.get(type_ or "", default_status)
+    message = str(err.get("message") or type_ or "error")
+    return UpstreamError(f"{provider}: {message}", status=status, type_=type_)

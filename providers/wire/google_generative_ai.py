@@ -1,0 +1,426 @@
+"""Wire API ``google-generative-ai``: Gemini's ``generateContent``, also spoken by Vertex AI.
+
+``POST {base}/models/{model}:generateContent``, or ``:streamGenerateContent?alt=sse`` whose SSE events
+are each a whole ``GenerateContentResponse``. Authentication is not this module's business: the
+credential headers carry ``x-goog-api-key`` (or Vertex's bearer token). Vertex reuses everything here
+with its own resource path: ``GoogleGenerativeAI("google-vertex", model_path=..., key_hint=...)``.
+
+Translation notes (the canonical model is in :mod:`providers.canonical`):
+
+* Gemini has no tool-call ids of its own on most models: a call gets the ``id`` Gemini sent, else
+  ``call_{responseId}_{n}``; a result is matched back by function name (``ToolResult.name``, or the
+  name of the call with that id earlier in the conversation). Only Gemini's own ids are sent back.
+* ``thoughtSignature`` is replayed byte for byte: on a function call it is ``ToolCall.signature``; on
+  a thought part it is ``Thinking.signature``; on a text part it becomes an empty :class:`Thinking`
+  (``source`` = this API's name) after the text, and is reattached to that text on replay.
+  Thinking from other providers, and thought summaries without a signature, are not sent back.
+* Gemini 3 refuses a function call without a signature in history (e.g. a conversation begun on
+  another provider); such a turn gets the documented ``skip_thought_signature_validator`` value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+
+from ..canonical import (
+    Event,
+    Finish,
+    FinishReason,
+    Image,
+    Message,
+    Request,
+    Response,
+    StreamError,
+    Text,
+    TextDelta,
+    Thinking,
+    ThinkingDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolResult,
+    Usage,
+    UsageEvent,
+    collect,
+)
+from ..errors import InvalidRequest, SwitchboardError, UpstreamError, UpstreamUnreachable
+from ..sse import SSEParser
+from .base import UpstreamCall, WireTarget
+from .google_schema import convert_tool_choice, convert_tools, generation_config, model_family
+
+__all__ = ["API", "GoogleGenerativeAI", "gemini_model_path", "model_url"]
+
+_GENERATED_ID = "call_"
+_SKIP_SIGNATURE = "skip_thought_signature_validator"
+_FILTERED = (
+    "SAFETY",
+    "RECITATION",
+    "PROHIBITED_CONTENT",
+    "BLOCKLIST",
+    "SPII",
+    "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT",
+)
+_FINISH: dict[str, FinishReason] = {
+    "STOP": "stop",
+    "FINISH_REASON_UNSPECIFIED": "stop",
+    "MAX_TOKENS": "length",
+    **dict.fromkeys(_FILTERED, "content_filter"),
+}
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error"} | {
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
+_RETRY_HEADERS = ("retry-after", "retry-after-ms")
+
+
+def gemini_model_path(target: WireTarget) -> str:
+    """The Gemini API resource of a model: ``models/{id}`` (ids already naming a resource are kept)."""
+    mid = target.model_id
+    return mid if mid.startswith(("models/", "tunedModels/")) else f"models/{mid}"
+
+
+def model_url(base_url: str, model_path: str, stream: bool) -> str:
+    """``{base_url}/{model_path}:generateContent`` or ``:streamGenerateContent?alt=sse``."""
+    method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
+    return f"{base_url.rstrip('/')}/{model_path.strip('/')}{method}"
+
+
+class GoogleGenerativeAI:
+    """The :class:`~providers.wire.base.WireAPI` for ``generateContent`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str = "google-generative-ai",
+        *,
+        model_path: Callable[[WireTarget], str] = gemini_model_path,
+        key_hint: str = "set GEMINI_API_KEY or run 'switchboard login google'",
+    ) -> None:
+        self.name = name
+        self._model_path = model_path
+        self._key_hint = key_hint
+
+    def build(self, req: Request, target: WireTarget) -> UpstreamCall:
+        body = self.build_body(req, target)
+        return UpstreamCall(model_url(target.base_url, self._model_path(target), req.stream), msgspec.json.encode(body))
+
+    def build_body(self, req: Request, target: WireTarget) -> dict[str, Any]:
+        """The ``GenerateContentRequest`` JSON object (raises :class:`InvalidRequest`)."""
+        body: dict[str, Any] = {"contents": _convert_messages(req.messages, self.name, target)}
+        system = [{"text": t.text} for t in req.system if t.text]
+        if system:
+            body["systemInstruction"] = {"parts": system}
+        if req.tools:
+            body["tools"] = convert_tools(req.tools)
+            choice = convert_tool_choice(req)
+            if choice is not None:
+                body["toolConfig"] = {"functionCallingConfig": choice}
+        config = generation_config(req, target)
+        if config:
+            body["generationConfig"] = config
+        return body
+
+    def decode_response(self, body: bytes, target: WireTarget) -> Response:
+        data = _decode_json(body, target)
+        decoder = _Decoder(self, target)
+        events: list[Event] = []
+        for chunk in data if isinstance(data, list) else [data]:
+            decoder.handle(chunk, events)
+        if not decoder.finished:
+            events.append(Finish("stop"))
+        if decoder.usage is not None:
+            events.append(UsageEvent(decoder.usage))
+        resp = collect(events, id=decoder.response_id or f"gemini-{uuid.uuid4().hex}", model=decoder.model)
+        if not resp.content:
+            resp.content.append(Text(""))
+        return resp
+
+    def stream_decoder(self, target: WireTarget) -> _Decoder:
+        return _Decoder(self, target)
+
+    def error(self, target: WireTarget, status: int, body: bytes, headers: Mapping[str, str]) -> SwitchboardError:
+        try:
+            data = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            text = body.decode("utf-8", "replace").strip()[:500]
+            data = {"error": {"message": text or f"HTTP {status}"}}
+        if isinstance(data, list) and data:
+            data = data[0]  # streaming endpoints wrap the error in a list
+        err = data.get("error") if isinstance(data, dict) else None
+        return self.upstream_error(target, status, err if isinstance(err, dict) else {}, headers)
+
+    def upstream_error(
+        self, target: WireTarget, status: int, err: dict[str, Any], headers: Mapping[str, str]
+    ) -> UpstreamError:
+        """A Google ``{"code", "message", "status", "details"}`` error as :class:`UpstreamError`."""
+        message = str(err.get("message") or f"HTTP {status}")[:2000]
+        details = [d for d in err.get("details") or () if isinstance(d, dict)]
+        if status in (401, 403) or any(d.get("reason") == "API_KEY_INVALID" for d in details):
+            message += f" ({self._key_hint})"
+        kept = {h: v for h in _RETRY_HEADERS if (v := headers.get(h))}
+        delay = next((d.get("retryDelay") for d in details if "retryDelay" in d), None)
+        if "retry-after" not in kept and isinstance(delay, str) and delay.endswith("s"):
+            with contextlib.suppress(ValueError):
+                kept["retry-after"] = str(math.ceil(float(delay[:-1])))
+        code = err.get("status")
+        return UpstreamError(
+            f"{target.provider_name}: {message}",
+            status=status,
+            type_=_ERROR_TYPES.get(status),
+            code=code if isinstance(code, str) else None,
+            headers=kept,
+        )
+
+
+API = GoogleGenerativeAI()
+
+
+# --- request ----------------------------------------------------------------------------------
+
+
+def _convert_messages(messages: list[Message], source: str, target: WireTarget) -> list[dict[str, Any]]:
+    names = {b.id: b.name for m in messages for b in m.content if isinstance(b, ToolCall)}
+    needs_signature = model_family(target.model_id).startswith("gemini-3")
+    contents: list[dict[str, Any]] = []
+    for i, msg in enumerate(messages):
+        if msg.role == "assistant":
+            role, parts = "model", _convert_assistant(msg, source, needs_signature)
+        else:
+            role, parts = "user", _convert_user(msg, names, f"messages[{i}]")
+        if not parts:
+            continue
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+    for content in contents:
+        # Function responses first, then what the tools showed (images), as Gemini expects.
+        if content["role"] == "user":
+            content["parts"].sort(key=lambda p: "functionResponse" not in p)
+    return contents
+
+
+def _convert_user(msg: Message, names: dict[str, str], where: str) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    for block in msg.content:
+        if isinstance(block, Text) and block.text:
+            parts.append({"text": block.text})
+        elif isinstance(block, Image):
+            parts.append(_convert_image(block, f"{where}.content"))
+        elif isinstance(block, ToolResult):
+            parts.append(_convert_tool_result(block, names, where))
+            parts.extend(_convert_image(b, f"{where}.content") for b in block.content if isinstance(b, Image))
+    return parts
+
+
+def _convert_tool_result(block: ToolResult, names: dict[str, str], where: str) -> dict[str, Any]:
+    name = block.name or names.get(block.tool_call_id)
+    if not name:
+        raise InvalidRequest(
+            f"{where}: the tool result for call {block.tool_call_id!r} does not say which function it answers, "
+            "and no earlier assistant message made that call; Gemini matches results to calls by function name",
+            param=where,
+        )
+    text = "\n".join(b.text for b in block.content if isinstance(b, Text))
+    response: dict[str, Any] = {"name": name, "response": {"error" if block.is_error else "output": text}}
+    if not block.tool_call_id.startswith(_GENERATED_ID):
+        response["id"] = block.tool_call_id
+    return {"functionResponse": response}
+
+
+def _convert_image(image: Image, where: str) -> dict[str, Any]:
+    if image.data:
+        return {"inlineData": {"mimeType": image.media_type or "image/png", "data": image.data}}
+    url = image.url or ""
+    if url.startswith("data:"):
+        head, _, data = url.partition(",")
+        if head.endswith(";base64") and data:
+            return {"inlineData": {"mimeType": head[5:-7] or "image/png", "data": data}}
+    elif url.startswith(("https://", "http://", "gs://")):
+        file_data = {"fileUri": url}
+        if image.media_type:
+            file_data["mimeType"] = image.media_type
+        return {"fileData": file_data}
+    raise InvalidRequest(
+        f"{where}: Gemini takes images as base64 data: URLs or http(s)/gs:// URLs, not {url[:40]!r}",
+        param=where,
+    )
+
+
+def _convert_assistant(msg: Message, source: str, needs_signature: bool) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    for block in msg.content:
+        if isinstance(block, Text) and block.text:
+            parts.append({"text": block.text})
+        elif isinstance(block, Thinking) and block.signature and block.source == source:
+            last = parts[-1] if parts else None
+            if block.text:
+                parts.append({"thought": True, "text": block.text, "thoughtSignature": block.signature})
+            elif last is not None and "text" in last and "thoughtSignature" not in last and not last.get("thought"):
+                last["thoughtSignature"] = block.signature  # it came on this text part
+            else:
+                parts.append({"text": "", "thoughtSignature": block.signature})
+        elif isinstance(block, ToolCall):
+            parts.append(_convert_tool_call(block))
+    calls = [p for p in parts if "functionCall" in p]
+    if needs_signature and calls and not any("thoughtSignature" in p for p in calls):
+        calls[0]["thoughtSignature"] = _SKIP_SIGNATURE
+    return parts
+
+
+def _convert_tool_call(call: ToolCall) -> dict[str, Any]:
+    try:
+        args = msgspec.json.decode(call.arguments or "{}")
+    except msgspec.DecodeError:
+        args = None
+    if not isinstance(args, dict):
+        raise InvalidRequest(
+            f"messages: the arguments of tool call {call.id!r} ({call.name}) are not a JSON object; "
+            "Gemini needs function call arguments as an object",
+            param="messages",
+        )
+    fn: dict[str, Any] = {"name": call.name, "args": args}
+    if not call.id.startswith(_GENERATED_ID):
+        fn["id"] = call.id
+    part: dict[str, Any] = {"functionCall": fn}
+    if call.signature:
+        part["thoughtSignature"] = call.signature
+    return part
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+
+def _decode_json(body: bytes, target: WireTarget) -> Any:
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise UpstreamError(
+            f"{target.provider_name}: the answer is not valid JSON ({exc})", status=502, code="bad_upstream_response"
+        ) from exc
+
+
+class _Decoder:
+    """GenerateContentResponse chunks → canonical events; also the stream decoder (SSE bytes in)."""
+
+    def __init__(self, api: GoogleGenerativeAI, target: WireTarget) -> None:
+        self._api = api
+        self._target = target
+        self._parser = SSEParser()
+        self._calls = 0
+        self._said = False
+        self._failed = False
+        self._fallback_id = uuid.uuid4().hex[:12]
+        self.finished = False
+        self.usage: Usage | None = None
+        self.response_id = ""
+        self.model = target.model_id
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        out: list[Event] = []
+        for ev in self._parser.feed(chunk):
+            self._event(ev.data, out)
+        return out
+
+    def close(self) -> list[Event]:
+        out: list[Event] = []
+        for ev in self._parser.close():
+            self._event(ev.data, out)
+        if self._failed:
+            return out
+        if not self.finished:
+            out.append(StreamError(UpstreamUnreachable(f"{self._target.provider_name}: stream ended early")))
+        elif self.usage is not None:
+            out.append(UsageEvent(self.usage))
+        return out
+
+    def _event(self, data: str, out: list[Event]) -> None:
+        if self._failed or not data.strip():
+            return
+        try:
+            self.handle(msgspec.json.decode(data), out)
+        except msgspec.DecodeError:
+            self._fail(UpstreamError(f"{self._target.provider_name}: unreadable stream event", status=502), out)
+
+    def _fail(self, error: SwitchboardError, out: list[Event]) -> None:
+        self._failed = True
+        out.append(StreamError(error))
+
+    def handle(self, chunk: Any, out: list[Event]) -> None:
+        """Translate one ``GenerateContentResponse`` (or an ``{"error": ...}`` object) into ``out``."""
+        if not isinstance(chunk, dict) or isinstance(chunk.get("error"), dict):
+            err = chunk.get("error") if isinstance(chunk, dict) else None
+            status = err.get("code") if isinstance(err, dict) else None
+            error = self._api.upstream_error(
+                self._target, status if isinstance(status, int) else 502, err or {"message": str(chunk)[:200]}, {}
+            )
+            self._fail(error, out)
+            return
+        self.response_id = chunk.get("responseId") or self.response_id
+        self.model = chunk.get("modelVersion") or self.model
+        if isinstance(chunk.get("usageMetadata"), dict):
+            self.usage = _convert_usage(chunk["usageMetadata"])
+        candidates = chunk.get("candidates") or []
+        if not candidates:
+            feedback = chunk.get("promptFeedback") or {}
+            if feedback.get("blockReason") and not self.finished:
+                why = f"{feedback['blockReason']}" + (f" ({m})" if (m := feedback.get("blockReasonMessage")) else "")
+                out += [TextDelta(f"The request was blocked by Gemini safety filters: {why}"), Finish("content_filter")]
+                self.finished = True
+            return
+        candidate = candidates[0]
+        for part in (candidate.get("content") or {}).get("parts") or ():
+            self._convert_part(part, out)
+        reason = candidate.get("finishReason")
+        if reason and not self.finished:
+            self._finish(str(reason), candidate.get("finishMessage"), out)
+
+    def _convert_part(self, part: dict[str, Any], out: list[Event]) -> None:
+        signature = part.get("thoughtSignature")
+        source = self._api.name
+        call = part.get("functionCall")
+        if isinstance(call, dict):
+            index, self._calls, self._said = self._calls, self._calls + 1, True
+            call_id = call.get("id") or f"{_GENERATED_ID}{self.response_id or self._fallback_id}_{index}"
+            args = msgspec.json.encode(call.get("args") or {}).decode()
+            name = str(call.get("name") or "")
+            out += [ToolCallStart(index, call_id, name, signature), ToolCallDelta(index, args), ToolCallEnd(index)]
+        elif part.get("thought") is True:
+            if part.get("text") or signature:
+                out.append(ThinkingDelta(part.get("text") or "", signature=signature, source=source))
+        else:
+            if part.get("text"):
+                self._said = True
+                out.append(TextDelta(part["text"]))
+            if signature:
+                out.append(ThinkingDelta("", signature=signature, source=source))
+
+    def _finish(self, reason: str, message: Any, out: list[Event]) -> None:
+        self.finished = True
+        mapped = _FINISH.get(reason, "error")
+        if mapped == "stop" and self._calls:
+            mapped = "tool_calls"
+        elif mapped == "content_filter" and not self._said:
+            out.append(TextDelta(f"The answer was blocked by Gemini safety filters: {reason}"))
+        elif mapped == "error":
+            detail = f": {message}" if message else ""
+            gap = "\n\n" if self._said else ""
+            out.append(TextDelta(f"{gap}[Gemini stopped: {reason}{detail}]"))
+        out.append(Finish(mapped))
+
+
+def _convert_usage(meta: dict[str, Any]) -> Usage:
+    thoughts = int(meta.get("thoughtsTokenCount") or 0)
+    return Usage(
+        input_tokens=int(meta.get("promptTokenCount") or 0),
+        output_tokens=int(meta.get("candidatesTokenCount") or 0) + thoughts,
+        cache_read_tokens=int(meta.get("cachedContentTokenCount") or 0),
+        reasoning_tokens=thoughts,
+    )
