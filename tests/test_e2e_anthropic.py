@@ -381,3 +381,22 @@ def test_error_mid_stream_reaches_the_client(client: openai.OpenAI, claude: Fake
     stream = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True)
     with pytest.raises(openai.APIError, match="Overloaded"):
         list(stream)
+
+
+@pytest.mark.parametrize(("provider", "env"), [("minimax", "MINIMAX_API_KEY"), ("kimi-coding", "KIMI_API_KEY")])
+def test_builtin_anthropic_messages_providers(
+    isolated_env: Path, fake: FakeAnthropic, start_proxy, monkeypatch: pytest.MonkeyPatch, provider: str, env: str
+) -> None:
+    """Built-in providers that speak Anthropic Messages keep their catalog, env key and headers."""
+    models_json(isolated_env, {provider: {"baseUrl": fake.url}})
+    monkeypatch.setenv(env, "sk-ant-test")
+    client = start_proxy().client()
+    model_id = next(m.id for m in client.models.list() if m.id.startswith(provider + "/"))
+    out = client.chat.completions.create(model=model_id, messages=[{"role": "user", "content": "ping"}])
+    assert out.choices[0].message.content
+    sent = fake.requests[-1]
+    assert sent.path == "/v1/messages"
+    assert sent.headers["x-api-key"] == "sk-ant-test" and "authorization" not in sent.headers
+    assert sent.body["model"] == model_id.split("/", 1)[1]
+    if provider == "kimi-coding":
+        assert sent.headers["user-agent"] == "KimiCLI/1.5"
