@@ -45,7 +45,7 @@ API_NAMES = (
     "openai-codex-responses",
 )
 #: Wire APIs this build can speak; the rest answer 501 with the issue that brings them.
-IMPLEMENTED_APIS = frozenset({"openai-completions", "anthropic-messages", "google-generative-ai"})
+IMPLEMENTED_APIS = frozenset({"openai-completions", "anthropic-messages", "google-generative-ai", "openai-responses"})
 
 AuthStyle = Literal["bearer", "x-api-key", "x-goog-api-key", "api-key", "none"]
 

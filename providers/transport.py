@@ -33,6 +33,7 @@ __all__ = [
     "UpstreamClient",
     "UpstreamResponse",
     "aclose_quietly",
+    "broken_off",
     "make_client",
     "timeout_error",
     "unreachable",
@@ -70,6 +71,14 @@ def unreachable(url: str, exc: BaseException) -> UpstreamUnreachable:
     )
 
 
+def broken_off(url: str, exc: BaseException) -> UpstreamUnreachable:
+    """The connection failed after the provider had started answering."""
+    return UpstreamUnreachable(
+        f"the connection to the provider at {url.split('?', 1)[0]} broke off mid-answer ({type(exc).__name__}); "
+        "retry the request"
+    )
+
+
 def timeout_error(url: str, t: Timeouts) -> UpstreamTimeout:
     return UpstreamTimeout(
         f"the provider at {url.split('?', 1)[0]} did not answer within {t.read:g}s; "
@@ -93,7 +102,7 @@ class _AiohttpResponse:
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise timeout_error(self._url, self._t) from exc
         except aiohttp.ClientError as exc:
-            raise unreachable(self._url, exc) from exc
+            raise broken_off(self._url, exc) from exc
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
@@ -102,7 +111,7 @@ class _AiohttpResponse:
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise timeout_error(self._url, self._t) from exc
         except aiohttp.ClientError as exc:
-            raise unreachable(self._url, exc) from exc
+            raise broken_off(self._url, exc) from exc
 
     async def close(self) -> None:
         # release() returns a fully read connection to the pool; close() aborts an unfinished one.

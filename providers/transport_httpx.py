@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 
 import httpx
 
-from .transport import Timeouts, UpstreamResponse, timeout_error, unreachable
+from .transport import Timeouts, UpstreamResponse, broken_off, timeout_error, unreachable
 
 __all__ = ["HttpxClient"]
 
@@ -28,7 +28,7 @@ class _HttpxResponse:
         except httpx.TimeoutException as exc:
             raise timeout_error(self._url, self._t) from exc
         except httpx.HTTPError as exc:
-            raise unreachable(self._url, exc) from exc
+            raise broken_off(self._url, exc) from exc
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
@@ -37,7 +37,7 @@ class _HttpxResponse:
         except httpx.TimeoutException as exc:
             raise timeout_error(self._url, self._t) from exc
         except httpx.HTTPError as exc:
-            raise unreachable(self._url, exc) from exc
+            raise broken_off(self._url, exc) from exc
 
     async def close(self) -> None:
         await self._resp.aclose()
