@@ -22,7 +22,8 @@ import pytest
 
 from providers.registry import load_builtin_models, load_builtin_providers
 from tests.conftest import models_json, write_json
-from tests.fakes.openai_upstream import FakeOpenAI, free_port
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.server import free_port
 
 GROQ_KEY = "gsk-cli-secret-7d3e9b21"
 DEEPSEEK_KEY = "sk-deepseek-cli-secret-0c4a"

@@ -27,7 +27,8 @@ from proxy.config import DiscoveryConfig, Paths, ServerConfig
 from proxy.models import list_models
 from proxy.runtime import Runtime
 from tests.conftest import auth_json, models_json
-from tests.fakes.openai_upstream import Action, FakeOpenAI, free_port
+from tests.fakes.openai_upstream import Action, FakeOpenAI
+from tests.fakes.server import free_port
 
 KEY = "gsk-discovery-secret-4f9a1c"
 CATALOG = load_builtin_models("groq")

@@ -13,7 +13,8 @@ import pytest
 
 from proxy.config import DiscoveryConfig, ServerConfig, TimeoutConfig
 from tests.conftest import models_json
-from tests.fakes.openai_upstream import Action, FakeOpenAI, free_port
+from tests.fakes.openai_upstream import Action, FakeOpenAI
+from tests.fakes.server import free_port
 
 KEY = "sk-local-secret-0123456789"
 MSG = [{"role": "user", "content": "hi"}]

@@ -16,7 +16,8 @@ from providers.errors import ConfigError
 from providers.models_json import apply_models_json, load_models_json
 from providers.registry import API_NAMES, IMPLEMENTED_APIS, Registry, load_builtin_providers
 from tests.conftest import models_json, write_json
-from tests.fakes.openai_upstream import FakeOpenAI, free_port
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.server import free_port
 
 HELLO = [{"role": "user", "content": "hello"}]
 # A wire API this build cannot speak yet: a model naming it must answer 501 even under a provider that

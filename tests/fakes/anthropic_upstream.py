@@ -23,8 +23,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import threading
-from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,7 +30,8 @@ import pydantic
 from aiohttp import web
 from anthropic.types.message_create_params import MessageCreateParamsNonStreaming, MessageCreateParamsStreaming
 
-from tests.fakes.openai_upstream import Action, Recorded, free_port
+from tests.fakes.openai_upstream import Action, Recorded
+from tests.fakes.server import FakeServer, read_body
 
 __all__ = ["Action", "FakeAnthropic", "Recorded", "error_body", "validate_request"]
 
@@ -97,53 +96,17 @@ def sign(thinking: str) -> str:
     return "sig_" + hashlib.sha256(thinking.encode()).hexdigest()[:32]
 
 
-class FakeAnthropic:
+class FakeAnthropic(FakeServer):
     def __init__(self, api_key: str = "sk-ant-test") -> None:
+        super().__init__()
         self.api_key = api_key
-        self.requests: list[Recorded] = []
-        self.actions: deque[Action] = deque()
-        self.port = free_port()
         self._seen_prefixes: set[str] = set()
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def last(self) -> Recorded:
-        return self.requests[-1]
-
-    def push(self, action: Action) -> None:
-        self.actions.append(action)
-
-    def start(self) -> FakeAnthropic:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = raw
+        body = await read_body(request)
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.requests.append(Recorded("POST", request.path, headers, body))
         refused = self._check_headers(request) or self._check_body(body)

@@ -18,16 +18,14 @@ an image, otherwise an echo. Tests queue special answers with :meth:`FakeGemini.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import threading
-from collections import deque
 from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.openai_upstream import Action, Recorded, free_port
+from tests.fakes.openai_upstream import Action, Recorded
+from tests.fakes.server import FakeServer, read_body
 
 __all__ = ["Action", "FakeGemini", "Recorded"]
 
@@ -80,53 +78,17 @@ class InvalidArgument(Exception):
     pass
 
 
-class FakeGemini:
+class FakeGemini(FakeServer):
     def __init__(self, api_key: str = "gm-test-key") -> None:
+        super().__init__()
         self.api_key = api_key
-        self.requests: list[Recorded] = []
-        self.actions: deque[Action] = deque()
-        self.port = free_port()
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._signatures = 0
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def last(self) -> Recorded:
-        return self.requests[-1]
-
-    def push(self, action: Action) -> None:
-        self.actions.append(action)
-
-    def start(self) -> FakeGemini:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1beta/models/{call}", self._generate)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body: Any = json.loads(raw)
-        except ValueError:
-            body = raw
+        body: Any = await read_body(request)
         self.requests.append(Recorded("POST", request.path_qs, dict(request.headers), body))
         model, _, method = request.match_info["call"].partition(":")
         if method not in ("generateContent", "streamGenerateContent"):

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.server import FakeServer, read_body
 
 
 @dataclass
@@ -41,55 +41,17 @@ class Action:
     chunks: list[bytes] = field(default_factory=list)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class FakeOpenAI:
+class FakeOpenAI(FakeServer):
     def __init__(self, models: list[str] | None = None) -> None:
-        self.requests: list[Recorded] = []
-        self.actions: deque[Action] = deque()
+        super().__init__()
         self.models = models or ["gpt-fake", "gpt-fake-mini"]
         #: Bearer keys answered with 401 (to test key rotation).
         self.rejected_keys: set[str] = set()
         self.disconnected = threading.Event()
-        self.port = free_port()
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def push(self, action: Action) -> None:
-        self.actions.append(action)
-
-    def start(self) -> FakeOpenAI:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/{prefix:.*}chat/completions", self._chat)
         app.router.add_get("/{prefix:.*}models", self._models)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    @property
-    def last(self) -> Recorded:
-        return self.requests[-1]
 
     async def _models(self, request: web.Request) -> web.Response:
         self.requests.append(Recorded("GET", request.path, dict(request.headers), None))
@@ -100,11 +62,7 @@ class FakeOpenAI:
         return web.json_response({"object": "list", "data": data})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = raw
+        body = await read_body(request)
         self.requests.append(Recorded("POST", request.path, dict(request.headers), body))
         auth = request.headers.get("Authorization", "")
         if auth.removeprefix("Bearer ") in self.rejected_keys:

@@ -23,14 +23,14 @@ import json
 import secrets
 import threading
 import time
-from collections import deque
 from typing import Any
 
 import pydantic
 from aiohttp import web
 from openai.types.responses import response_create_params as params
 
-from tests.fakes.openai_upstream import Action, Recorded, free_port
+from tests.fakes.openai_upstream import Action, Recorded
+from tests.fakes.server import FakeServer, read_body
 
 __all__ = ["Action", "FakeResponses", "Recorded", "strict_request_model"]
 
@@ -51,58 +51,22 @@ def strict_request_model(stream: bool) -> type[pydantic.BaseModel]:
     return _Streaming if stream else _NonStreaming
 
 
-class FakeResponses:
+class FakeResponses(FakeServer):
     def __init__(self, reasoning_models: tuple[str, ...] = ("gpt-5-pro", "gpt-5", "o4-mini")) -> None:
-        self.requests: list[Recorded] = []
-        self.actions: deque[Action] = deque()
+        super().__init__()
         self.reasoning_models = reasoning_models
         #: Bearer keys answered with 401.
         self.rejected_keys: set[str] = set()
         #: Reasoning item id -> the encrypted content issued with it.
         self.issued: dict[str, str] = {}
         self.disconnected = threading.Event()
-        self.port = free_port()
         self._counter = 0
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def last(self) -> Recorded:
-        return self.requests[-1]
-
-    def push(self, action: Action) -> None:
-        self.actions.append(action)
-
-    def start(self) -> FakeResponses:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/{prefix:.*}responses", self._responses)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def _responses(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = raw
+        body = await read_body(request)
         self.requests.append(Recorded("POST", request.path, dict(request.headers), body))
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not auth.removeprefix("Bearer ").strip():
