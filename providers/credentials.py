@@ -31,12 +31,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .authstore import AuthStore
 from .errors import MissingCredentials
 from .keyvalue import aresolve_key_value, forget_command, is_configured
 from .registry import Model, Provider, default_auth
+
+if TYPE_CHECKING:
+    from .cloud.base import CloudAdapter
 
 __all__ = ["Credentials", "ResolvedAuth"]
 
@@ -132,6 +135,8 @@ class Credentials:
         return resolved_auth
 
     async def _for_provider(self, provider: Provider) -> ResolvedAuth:
+        if provider.adapter and not provider.pending:
+            return await self._for_cloud(provider)
         key, source, key_value, scoped = await self._find_key(provider)
         env = {**self._env(), **scoped}
         base_url = _fill_placeholders(provider, provider.base_url, env)
@@ -141,6 +146,16 @@ class Credentials:
         if key is not None:
             headers.update(_auth_headers(provider, provider.auth, key, source))
         return ResolvedAuth(base_url, headers, source, key_value, scoped, tuple(secrets), key)
+
+    async def _for_cloud(self, provider: Provider) -> ResolvedAuth:
+        """A cloud provider: the ordinary order finds a key if there is one; the adapter does the rest."""
+        try:
+            key, source, key_value, scoped = await self._find_key(provider)
+        except MissingCredentials:
+            key, source, key_value = None, "ambient", None
+            scoped = _scoped_env(self._auth_entry(provider.id))
+        resolved = await adapter_for(provider.adapter).resolve(provider, key, source, {**self._env(), **scoped})
+        return replace(resolved, key_value=key_value, extra_env={**scoped, **resolved.extra_env})
 
     async def _for_model(self, base: ResolvedAuth, provider: Provider, model: Model) -> ResolvedAuth:
         env = {**self._env(), **base.extra_env}
@@ -179,6 +194,16 @@ class Credentials:
         return self._locate(provider)
 
     def _locate(self, p: Provider) -> str | None:
+        if p.adapter and not p.pending:
+            merged = {**self._env(), **_scoped_env(self._auth_entry(p.id))}
+            found = self._locate_key(p)
+            adapter = adapter_for(p.adapter)
+            if not adapter.available(p, found is not None, merged):
+                return None
+            return adapter.describe(p, found is not None, merged) or found
+        return self._locate_key(p)
+
+    def _locate_key(self, p: Provider) -> str | None:
         # Mirrors _find_key step by step, but never runs a command: a !command counts as configured.
         env = self._env()
         entry = self._auth_entry(p.id)
@@ -248,6 +273,12 @@ class Credentials:
 
     def _source_file(self, provider: Provider) -> Path | None:
         return self._models_json
+
+
+def adapter_for(name: str) -> CloudAdapter:
+    from .cloud import adapter_for as load  # cloud adapters import this module; import them late
+
+    return load(name)
 
 
 def _scoped_env(entry: Mapping[str, Any] | None) -> dict[str, str]:

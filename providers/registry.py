@@ -164,6 +164,8 @@ class Provider:
     auth_header: bool = False
     #: Why this provider cannot serve yet (which piece of work brings it); empty when it can.
     pending: str = ""
+    #: The cloud adapter (``providers/cloud/``) that signs, authorizes or routes its requests.
+    adapter: str = ""
 
     @property
     def implemented(self) -> bool:
@@ -192,6 +194,7 @@ class _ProviderRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rena
     discovery: bool = False
     login_hint: str = ""
     pending: str = ""
+    adapter: str = ""
 
 
 class ModelRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
@@ -254,6 +257,7 @@ def load_builtin_providers() -> tuple[Provider, ...]:
             discovery=r.discovery,
             login_hint=r.login_hint,
             pending=r.pending,
+            adapter=r.adapter,
             models=load_builtin_models(r.id),
         )
         for r in rows

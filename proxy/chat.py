@@ -19,11 +19,13 @@ from providers.registry import IMPLEMENTED_APIS
 from providers.sse import EventSplitter, encode_event
 from providers.transport import UpstreamResponse, aclose_quietly
 from providers.wire import openai_completions, translating_wire
+from providers.wire.base import UpstreamCall
 
 from .asgi import DisconnectWatch, Receive, Scope, Send, read_body, send_error, send_json
 from .router import Target
 from .runtime import Runtime
 from .translated import serve_translated
+from .upstream_call import final_call
 
 __all__ = ["handle_chat_completions"]
 
@@ -45,7 +47,7 @@ async def handle_chat_completions(rt: Runtime, scope: Scope, receive: Receive, s
     try:
         body = await read_body(receive)
         watch = DisconnectWatch(receive)
-        await _serve(rt, body, send)
+        await _serve(rt, scope, body, send)
     except SwitchboardError as exc:
         log.debug("chat request failed: %s %s", exc.status, exc.message)
         await send_error(send, exc)
@@ -77,7 +79,7 @@ def _decode(body: bytes) -> dict[str, Any]:
     return req
 
 
-async def _serve(rt: Runtime, body: bytes, send: Send) -> None:
+async def _serve(rt: Runtime, scope: Scope, body: bytes, send: Send) -> None:
     req = _decode(body)
     target = rt.router.resolve(req["model"])
     provider = target.provider
@@ -91,11 +93,11 @@ async def _serve(rt: Runtime, body: bytes, send: Send) -> None:
     if target.api != "openai-completions":
         wire = translating_wire(target.api)
         assert wire is not None  # IMPLEMENTED_APIS lists only APIs with a module
-        await serve_translated(rt, wire, target, auth, req, send)
+        await serve_translated(rt, wire, target, auth, req, scope, send)
         return
     openai_completions.adapt_request(req, target.upstream_model, target.compat, target.model)
     payload = msgspec.json.encode(req)
-    resp = await _send_upstream(rt, target, auth, payload)
+    resp = await _send_upstream(rt, scope, target, auth, payload)
     if req.get("stream") is True:
         await _stream(resp, send)
         return
@@ -107,11 +109,17 @@ async def _serve(rt: Runtime, body: bytes, send: Send) -> None:
     await send_json(send, resp.status, data, [(b"content-type", ctype)])
 
 
-async def _send_upstream(rt: Runtime, target: Target, auth: ResolvedAuth, payload: bytes) -> UpstreamResponse:
+async def _send_upstream(
+    rt: Runtime, scope: Scope, target: Target, auth: ResolvedAuth, payload: bytes
+) -> UpstreamResponse:
     provider = target.provider
     for attempt in (1, 2):
         url = openai_completions.chat_url(auth.base_url)
-        resp = await rt.client.send("POST", url, auth.headers, payload)
+        if provider.adapter:
+            call = await final_call(target, auth, UpstreamCall(url, payload), scope)
+            resp = await rt.client.send("POST", call.url, call.headers, call.body)
+        else:
+            resp = await rt.client.send("POST", url, auth.headers, payload)
         if resp.status < 400:
             return resp
         try:

@@ -20,6 +20,7 @@ import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from providers.credentials import adapter_for
 from providers.errors import InvalidRequest, NotFound
 from providers.registry import Compat, Model, Provider, Registry
 
@@ -120,6 +121,9 @@ class Router:
 
 def _target(provider: Provider, upstream_model: str) -> Target:
     model = provider.model(upstream_model)
-    api = (model.api if model else None) or provider.api
+    if provider.adapter and not provider.pending:
+        api = adapter_for(provider.adapter).api_for(provider, upstream_model, model)
+    else:
+        api = (model.api if model else None) or provider.api
     compat = provider.compat.merged(model.compat) if model and model.compat else provider.compat
     return Target(provider, upstream_model, model, api, compat)

@@ -14,13 +14,14 @@ import msgspec
 from providers.credentials import ResolvedAuth
 from providers.errors import SwitchboardError
 from providers.transport import UpstreamResponse, aclose_quietly
-from providers.wire.base import UpstreamCall, WireAPI, WireTarget
+from providers.wire.base import WireAPI, WireTarget
 
-from .asgi import Send, send_json
+from .asgi import Scope, Send, send_json
 from .router import Target
 from .runtime import Runtime
 from .surfaces.openai_chat_in import decode_request
 from .surfaces.openai_chat_out import ChunkEncoder, encode_response
+from .upstream_call import final_call, wire_target
 
 __all__ = ["serve_translated"]
 
@@ -35,14 +36,14 @@ _JSON = [(b"content-type", b"application/json")]
 
 
 async def serve_translated(
-    rt: Runtime, wire: WireAPI, target: Target, auth: ResolvedAuth, body: dict[str, Any], send: Send
+    rt: Runtime, wire: WireAPI, target: Target, auth: ResolvedAuth, body: dict[str, Any], scope: Scope, send: Send
 ) -> None:
     provider = target.provider
     creq = decode_request(body, target.upstream_model, provider.name)
     for attempt in (1, 2):
-        wt = _wire_target(target, auth)
-        call = wire.build(creq, wt)
-        resp = await rt.client.send("POST", call.url, _headers(auth, target, call), call.body)
+        wt = wire_target(target, auth)
+        call = await final_call(target, auth, wire.build(creq, wt), scope)
+        resp = await rt.client.send("POST", call.url, call.headers, call.body)
         if resp.status < 400:
             break
         try:
@@ -65,28 +66,6 @@ async def serve_translated(
         await aclose_quietly(resp)
     answer = wire.decode_response(data, wt)
     await send_json(send, 200, msgspec.json.encode(encode_response(answer, target.upstream_model)), _JSON)
-
-
-def _wire_target(target: Target, auth: ResolvedAuth) -> WireTarget:
-    return WireTarget(
-        target.provider.id,
-        target.provider.name,
-        auth.base_url,
-        target.upstream_model,
-        target.model,
-        target.compat,
-        auth.headers,
-    )
-
-
-def _headers(auth: ResolvedAuth, target: Target, call: UpstreamCall) -> dict[str, str]:
-    headers = dict(auth.headers)
-    for name, value in call.headers.items():
-        if value:
-            headers[name] = value
-        else:
-            headers.pop(name, None)
-    return headers
 
 
 async def _stream(

@@ -101,7 +101,7 @@ def test_unimplemented_provider_is_501(start_proxy, monkeypatch) -> None:
         .post("/v1/chat/completions", json={"model": "azure-openai-responses/gpt-4o", "messages": MSG})
     )
     assert resp.status_code == 501
-    assert "azure-openai-responses" in _error(resp)["message"]
+    assert "Azure OpenAI" in _error(resp)["message"] and "not in this build" in _error(resp)["message"]
 
 
 def test_upstream_rate_limit_passes_through_with_retry_after(local, start_proxy) -> None:
