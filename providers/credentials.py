@@ -154,8 +154,24 @@ class Credentials:
         except MissingCredentials:
             key, source, key_value = None, "ambient", None
             scoped = _scoped_env(self._auth_entry(provider.id))
-        resolved = await adapter_for(provider.adapter).resolve(provider, key, source, {**self._env(), **scoped})
-        return replace(resolved, key_value=key_value, extra_env={**scoped, **resolved.extra_env})
+        env = {**self._env(), **scoped}
+        resolved = await adapter_for(provider.adapter).resolve(provider, key, source, env)
+        # Headers configured in models.json (inline BYOK for the Cloudflare gateway, say) resolve here like
+        # any key value; what the adapter set wins over a configured header of the same name.
+        headers: dict[str, str] = {}
+        secrets = list(resolved.secrets)
+        await self._resolve_headers(provider, provider.headers, env, headers, secrets)
+        for name, value in resolved.headers.items():
+            for same in [h for h in headers if h.lower() == name.lower()]:
+                del headers[same]
+            headers[name] = value
+        return replace(
+            resolved,
+            headers=headers,
+            secrets=tuple(secrets),
+            key_value=key_value,
+            extra_env={**scoped, **resolved.extra_env},
+        )
 
     async def _for_model(self, base: ResolvedAuth, provider: Provider, model: Model) -> ResolvedAuth:
         env = {**self._env(), **base.extra_env}

@@ -45,7 +45,16 @@ API_NAMES = (
     "openai-codex-responses",
 )
 #: Wire APIs this build can speak; the rest answer 501 with the issue that brings them.
-IMPLEMENTED_APIS = frozenset({"openai-completions", "anthropic-messages", "google-generative-ai", "openai-responses"})
+IMPLEMENTED_APIS = frozenset(
+    {
+        "openai-completions",
+        "anthropic-messages",
+        "google-generative-ai",
+        "google-vertex",
+        "openai-responses",
+        "bedrock-converse-stream",
+    }
+)
 
 AuthStyle = Literal["bearer", "x-api-key", "x-goog-api-key", "api-key", "none"]
 

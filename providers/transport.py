@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
+import yarl
 
 from .errors import ConfigError, UpstreamTimeout, UpstreamUnreachable
 
@@ -168,8 +169,11 @@ class AiohttpClient:
 
     async def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> UpstreamResponse:
         try:
+            # A URL we percent-encoded ourselves (a Bedrock model id's ":" as %3A) must go out byte for
+            # byte: SigV4 signs the path exactly as sent.
+            target = yarl.URL(url, encoded=True) if "%" in url else url
             resp = await self._get_session().request(
-                method, url, headers=headers, data=body, proxy=self._proxy.for_url(url)
+                method, target, headers=headers, data=body, proxy=self._proxy.for_url(url)
             )
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise timeout_error(url, self._t) from exc

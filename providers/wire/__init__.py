@@ -13,6 +13,8 @@ _TRANSLATING = {
     "anthropic-messages": "providers.wire.anthropic_messages",
     "google-generative-ai": "providers.wire.google_generative_ai",
     "openai-responses": "providers.wire.openai_responses",
+    "bedrock-converse-stream": "providers.wire.bedrock_converse",
+    "google-vertex": "providers.wire.google_vertex",
 }
 _loaded: dict[str, WireAPI] = {}
 

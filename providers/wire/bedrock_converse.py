@@ -1,0 +1,353 @@
+"""Wire API ``bedrock-converse-stream``: Amazon Bedrock's Converse and ConverseStream APIs.
+
+``POST {base_url}/model/{modelId}/converse-stream`` (AWS event-stream answer) or ``/converse`` (JSON) on
+``https://bedrock-runtime.{region}.amazonaws.com``. The model id is one path segment, percent-encoded
+as botocore encodes it (``:`` → ``%3A``, an ARN's ``/`` → ``%2F``); the transport sends it byte for byte
+and :mod:`providers.cloud.bedrock` signs exactly that path.
+
+Entry point: :data:`API`, a :class:`~providers.wire.base.WireAPI`. This module encodes requests; the
+answer side (JSON, event stream, error bodies) lives in :mod:`.bedrock_stream`.
+
+Request translation (provider facts §4):
+
+* ``system`` is ``[{text}]``; messages alternate user/assistant; consecutive tool results merge into one
+  user message of ``toolResult`` blocks (results first); empty text becomes ``<empty>``.
+* Images are ``{image: {format, source: {bytes}}}`` (base64 in JSON); Bedrock cannot fetch URLs.
+* Tool-call ids are sanitized to ``[a-zA-Z0-9_-]{1,64}``.
+* Thinking (Claude only) goes in ``additionalModelRequestFields``: adaptive thinking plus
+  ``output_config.effort`` on the adaptive models, else budget thinking with the interleaved-thinking
+  beta. Signed thinking from Bedrock is replayed as ``reasoningContent``; unsigned or foreign thinking is
+  replayed as plain text.
+* Prompt caching: a ``cachePoint`` after the system blocks and at the end of the last user message, for
+  Claude models whose id names a caching model; ``AWS_BEDROCK_FORCE_CACHE=1`` turns it on for ids that
+  name no model (application inference profile ARNs).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import msgspec
+
+from ..canonical import Image, Message, Request, Response, Text, Thinking, Tool, ToolCall, ToolChoice, ToolResult
+from ..errors import InvalidRequest, SwitchboardError
+from . import bedrock_stream
+from .base import StreamDecoder, UpstreamCall, WireAPI, WireTarget
+
+__all__ = ["API", "NAME", "is_claude", "model_path", "supports_prompt_caching"]
+
+NAME = bedrock_stream.NAME
+
+_EMPTY = "<empty>"
+_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 16384, "max": 16384}
+_MIN_BUDGET = 1024
+_INTERLEAVED_THINKING_BETA = "interleaved-thinking-2025-05-14"
+_ADAPTIVE = re.compile(r"opus-4-[678]|sonnet-4-6|sonnet-5|fable-5")
+_XHIGH = re.compile(r"opus-4-[78]|sonnet-5|fable-5")
+_EFFORTS = ("low", "medium", "high", "xhigh")
+_CACHING = ("fable-5", "sonnet-5", "-4-", "claude-3-7-sonnet", "claude-3-5-haiku")
+_SEPARATORS = re.compile(r"[\s_.:]+")
+_GOVCLOUD = re.compile(r"^(us-gov\.|arn:aws-us-gov:)|:us-gov-")
+_TOOL_ID_BAD_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+_IMAGE_FORMATS = {
+    "image/jpeg": "jpeg",
+    "image/jpg": "jpeg",
+    "image/png": "png",
+    "image/gif": "gif",
+    "image/webp": "webp",
+}
+_CACHE_POINT = {"cachePoint": {"type": "default"}}
+
+
+class _BedrockConverse:
+    name = NAME
+
+    def build(self, req: Request, target: WireTarget) -> UpstreamCall:
+        claude = is_claude(target)
+        body: dict[str, Any] = {"messages": _convert_messages(req.messages, target.provider_name, claude)}
+        system = [{"text": t.text} for t in req.system if t.text]
+        if system:
+            body["system"] = system
+        inference = _inference_config(req, target, claude)
+        tool_config = _convert_tool_config(req.tools, req.tool_choice, body["messages"])
+        if tool_config is not None:
+            body["toolConfig"] = tool_config
+        extra = _thinking_fields(req, target, body, inference) if claude else None
+        if extra:
+            body["additionalModelRequestFields"] = extra
+            inference.pop("temperature", None)  # Claude refuses sampling changes with thinking on
+            inference.pop("topP", None)
+        if inference:
+            body["inferenceConfig"] = inference
+        if req.response_format is not None and req.response_format.get("type") not in (None, "text"):
+            raise InvalidRequest(
+                f"{target.provider_name} ({NAME}) does not support response_format; describe the JSON in the prompt",
+                param="response_format",
+            )
+        if supports_prompt_caching(target):
+            _add_cache_points(body)
+        action = "converse-stream" if req.stream else "converse"
+        url = f"{target.base_url.rstrip('/')}{model_path(target.model_id)}/{action}"
+        return UpstreamCall(url=url, body=msgspec.json.encode(body), headers={"content-type": "application/json"})
+
+    def decode_response(self, body: bytes, target: WireTarget) -> Response:
+        return bedrock_stream.decode_converse(body, target.provider_name, target.model_id)
+
+    def stream_decoder(self, target: WireTarget) -> StreamDecoder:
+        return bedrock_stream.ConverseStreamDecoder(target.provider_name)
+
+    def error(self, target: WireTarget, status: int, body: bytes, headers: Mapping[str, str]) -> SwitchboardError:
+        return bedrock_stream.upstream_error(target.provider_name, status, body, headers)
+
+
+API: WireAPI = _BedrockConverse()
+
+
+def model_path(model_id: str) -> str:
+    """``/model/{modelId}`` with the id encoded as one path segment, as botocore encodes it."""
+    return "/model/" + quote(model_id, safe="-._~")
+
+
+def is_claude(target: WireTarget) -> bool:
+    """Facts §4: the id or name names an Anthropic Claude model."""
+    model_id = target.model_id.lower()
+    name = target.model.name.lower() if target.model is not None else ""
+    return "anthropic.claude" in model_id or "anthropic/claude" in model_id or "claude" in name
+
+
+def supports_prompt_caching(target: WireTarget) -> bool:
+    candidates = [target.model_id.lower()]
+    if target.model is not None:
+        candidates.append(target.model.name.lower())
+    candidates += [_SEPARATORS.sub("-", c) for c in candidates]
+    if not any("claude" in c for c in candidates):
+        # An application inference profile ARN names no model; the user vouches for it. Read per request
+        # (a dict lookup) so a test or an operator can flip it without a restart.
+        return os.environ.get("AWS_BEDROCK_FORCE_CACHE") == "1"
+    return any(marker in c for c in candidates for marker in _CACHING)
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+def _convert_messages(messages: list[Message], provider: str, claude: bool) -> list[dict[str, Any]]:
+    turns: list[dict[str, Any]] = []
+    for i, msg in enumerate(messages):
+        role = "assistant" if msg.role == "assistant" else "user"
+        blocks = _convert_blocks(msg, provider, claude, f"messages[{i}]")
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    for turn in turns:
+        if turn["role"] == "user":
+            turn["content"].sort(key=lambda b: "toolResult" not in b)  # stable: results first
+    return turns
+
+
+def _convert_blocks(msg: Message, provider: str, claude: bool, where: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for block in msg.content:
+        if isinstance(block, Text):
+            if block.text.strip():
+                out.append({"text": block.text})
+        elif isinstance(block, Image):
+            out.append(_convert_image(block, provider, where))
+        elif isinstance(block, Thinking):
+            if msg.role == "assistant" and (replay := _replay_thinking(block, claude)) is not None:
+                out.append(replay)
+        elif isinstance(block, ToolCall):
+            out.append(_convert_tool_call(block, provider, where))
+        elif isinstance(block, ToolResult):
+            out.append(_convert_tool_result(block, provider, where))
+    if not out and any(isinstance(b, Text) for b in msg.content):
+        out.append({"text": _EMPTY})
+    return out
+
+
+def _replay_thinking(block: Thinking, claude: bool) -> dict[str, Any] | None:
+    ours = block.source == NAME
+    if claude and ours and block.redacted:
+        return {"reasoningContent": {"redactedContent": block.redacted}}
+    if not block.text:
+        return None
+    if claude and ours and block.signature:
+        return {"reasoningContent": {"reasoningText": {"text": block.text, "signature": block.signature}}}
+    if claude:
+        return {"text": block.text}  # unsigned thinking cannot be verified: keep it as plain text
+    return {"reasoningContent": {"reasoningText": {"text": block.text}}}
+
+
+def _convert_image(image: Image, provider: str, where: str) -> dict[str, Any]:
+    media_type, data = image.media_type, image.data
+    if data is None and image.url and image.url.startswith("data:"):
+        head, sep, data = image.url.partition(",")
+        if not sep or not head.endswith(";base64"):
+            raise InvalidRequest(f"{provider} ({NAME}) needs image data URLs in base64", param=where)
+        media_type = head.removeprefix("data:").removesuffix(";base64")
+    if data is None:
+        raise InvalidRequest(
+            f"{provider} ({NAME}) cannot fetch image URLs; send the image inline as a base64 data URL",
+            param=where,
+        )
+    fmt = _IMAGE_FORMATS.get((media_type or "").lower())
+    if fmt is None:
+        raise InvalidRequest(
+            f"{provider} ({NAME}) accepts JPEG, PNG, GIF or WebP images, not {media_type or 'this format'}",
+            param=where,
+        )
+    return {"image": {"format": fmt, "source": {"bytes": data}}}
+
+
+def _tool_id(call_id: str) -> str:
+    return _TOOL_ID_BAD_CHARS.sub("_", call_id)[:64] or "call"
+
+
+def _convert_tool_call(call: ToolCall, provider: str, where: str) -> dict[str, Any]:
+    try:
+        arguments = msgspec.json.decode(call.arguments) if call.arguments.strip() else {}
+    except msgspec.DecodeError:
+        arguments = None
+    if not isinstance(arguments, dict):
+        raise InvalidRequest(
+            f"{provider} ({NAME}) needs tool-call arguments to be a JSON object; call {call.id!r} has "
+            f"{call.arguments[:80]!r}",
+            param=f"{where}.tool_calls",
+        )
+    return {"toolUse": {"toolUseId": _tool_id(call.id), "name": call.name, "input": arguments}}
+
+
+def _convert_tool_result(result: ToolResult, provider: str, where: str) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    for part in result.content:
+        if isinstance(part, Text):
+            if part.text:
+                content.append({"text": part.text})
+        else:
+            content.append(_convert_image(part, provider, where))
+    return {
+        "toolResult": {
+            "toolUseId": _tool_id(result.tool_call_id),
+            "content": content or [{"text": _EMPTY}],
+            "status": "error" if result.is_error else "success",
+        }
+    }
+
+
+# --- tools, sampling, thinking, caching ---------------------------------------------------------
+
+
+def _convert_tool_config(
+    tools: list[Tool], choice: ToolChoice | None, turns: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    if not tools:
+        return None
+    specs = [_convert_tool(t) for t in tools]
+    if choice is not None and choice.mode == "none":
+        # Bedrock refuses toolUse/toolResult blocks without a toolConfig: keep the tools, drop the choice.
+        uses_tools = any("toolUse" in b or "toolResult" in b for t in turns for b in t["content"])
+        return {"tools": specs} if uses_tools else None
+    config: dict[str, Any] = {"tools": specs}
+    if choice is None or choice.mode == "auto":
+        config["toolChoice"] = {"auto": {}}
+    elif choice.mode == "required":
+        config["toolChoice"] = {"any": {}}
+    elif choice.mode == "tool" and choice.name:
+        config["toolChoice"] = {"tool": {"name": choice.name}}
+    return config
+
+
+def _convert_tool(tool: Tool) -> dict[str, Any]:
+    schema = dict(tool.parameters) if tool.parameters else {}
+    schema.setdefault("type", "object")
+    spec: dict[str, Any] = {"name": tool.name, "inputSchema": {"json": schema}}
+    if tool.description:
+        spec["description"] = tool.description
+    return {"toolSpec": spec}
+
+
+def _inference_config(req: Request, target: WireTarget, claude: bool) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    max_tokens = req.max_tokens or (target.model.max_tokens if claude and target.model is not None else None)
+    if max_tokens:
+        config["maxTokens"] = max_tokens
+    if req.temperature is not None:
+        config["temperature"] = min(max(req.temperature, 0.0), 1.0) if claude else req.temperature
+    elif req.top_p is not None:
+        config["topP"] = req.top_p
+    if req.stop:
+        config["stopSequences"] = list(req.stop)
+    return config
+
+
+def _thinking_fields(
+    req: Request, target: WireTarget, body: dict[str, Any], inference: dict[str, Any]
+) -> dict[str, Any] | None:
+    effort = _thinking_effort(req, target)
+    forced = "any" in body.get("toolConfig", {}).get("toolChoice", {}) or "tool" in body.get("toolConfig", {}).get(
+        "toolChoice", {}
+    )
+    if effort is None or forced or _unsigned_tool_turn(body["messages"]):
+        return None
+    model_id = target.model_id
+    thinking: dict[str, Any]
+    if _ADAPTIVE.search(model_id):
+        effort = "low" if effort == "minimal" else effort
+        if effort not in _EFFORTS or (effort == "xhigh" and not _XHIGH.search(model_id)):
+            effort = "high"
+        thinking = {"type": "adaptive"}
+        fields: dict[str, Any] = {"thinking": thinking, "output_config": {"effort": effort}}
+    else:
+        budget = max(req.thinking_budget or _BUDGETS.get(effort, _BUDGETS["medium"]), _MIN_BUDGET)
+        max_tokens = inference.get("maxTokens") or budget + 4096
+        if max_tokens <= budget:
+            # OpenAI's max_completion_tokens includes reasoning; keep room for the answer asked for.
+            max_tokens = budget + max_tokens
+            if target.model is not None:
+                max_tokens = min(max_tokens, target.model.max_tokens)
+            if max_tokens <= budget:
+                budget = max_tokens - _MIN_BUDGET
+                if budget < _MIN_BUDGET:
+                    return None
+        inference["maxTokens"] = max_tokens
+        thinking = {"type": "enabled", "budget_tokens": budget}
+        fields = {"thinking": thinking, "anthropic_beta": [_INTERLEAVED_THINKING_BETA]}
+    if not _GOVCLOUD.search(model_id):
+        thinking["display"] = "summarized"  # GovCloud refuses the field
+    return fields
+
+
+def _thinking_effort(req: Request, target: WireTarget) -> str | None:
+    effort = req.reasoning_effort
+    if effort is None and req.thinking_budget:
+        effort = "medium"
+    model = target.model
+    if effort is None or (model is not None and not model.reasoning):
+        return None
+    if model is not None and model.thinking_level_map is not None and effort in model.thinking_level_map:
+        effort = model.thinking_level_map[effort]
+    return None if effort in (None, "none", "off") else effort
+
+
+def _unsigned_tool_turn(turns: list[dict[str, Any]]) -> bool:
+    """With thinking on, a continued assistant tool-use turn must start with signed reasoning."""
+    if len(turns) < 2 or not any("toolResult" in b for b in turns[-1]["content"]):
+        return False
+    prev = turns[-2]
+    if prev["role"] != "assistant" or not any("toolUse" in b for b in prev["content"]):
+        return False
+    return "reasoningContent" not in prev["content"][0]
+
+
+def _add_cache_points(body: dict[str, Any]) -> None:
+    if body.get("system"):
+        body["system"].append(dict(_CACHE_POINT))
+    last_user = next((t for t in reversed(body["messages"]) if t["role"] == "user"), None)
+    if last_user is not None:
+        last_user["content"].append(dict(_CACHE_POINT))
