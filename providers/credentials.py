@@ -85,6 +85,8 @@ class Credentials:
         self._models_json = models_json_path
         self._environ = environ
         self._cache: dict[str, ResolvedAuth] = {}
+        #: provider id → adapter name, for providers resolved through a cloud adapter.
+        self._cloud: dict[str, str] = {}
         self._auth_data: dict[str, Any] | None = None
 
     @property
@@ -97,6 +99,12 @@ class Credentials:
 
     def after_unauthorized(self, provider_id: str) -> bool:
         """Forget a provider's resolved key; True if resolving again may give another key."""
+        adapter_name = self._cloud.get(provider_id)
+        if adapter_name is not None:
+            # A revoked or rotated short-lived token: the adapter drops it and the retry fetches a new one.
+            forget = getattr(adapter_for(adapter_name), "forget", None)
+            if forget is not None and forget(provider_id):
+                return True
         resolved = self._cache.pop(provider_id, None)
         for key in [k for k in self._cache if k.startswith(provider_id + "\0")]:
             del self._cache[key]
@@ -156,6 +164,7 @@ class Credentials:
             scoped = _scoped_env(self._auth_entry(provider.id))
         env = {**self._env(), **scoped}
         resolved = await adapter_for(provider.adapter).resolve(provider, key, source, env)
+        self._cloud[provider.id] = provider.adapter
         # Headers configured in models.json (inline BYOK for the Cloudflare gateway, say) resolve here like
         # any key value; what the adapter set wins over a configured header of the same name.
         headers: dict[str, str] = {}

@@ -225,6 +225,23 @@ def test_token_is_cached_while_valid(adc: Path, fake: FakeVertex, start_proxy: C
     assert {c.headers["authorization"] for c in fake.calls} == {"Bearer ya29.fake-token-1"}
 
 
+def test_revoked_token_is_dropped_and_the_request_retried(
+    adc: Path, fake: FakeVertex, start_proxy: Callable[..., Proxy]
+) -> None:
+    """Google revokes a token before its expiry: the 401 makes the proxy fetch a new one and retry once."""
+    proxy = start_proxy()
+    _chat(proxy, "google-vertex/gemini-2.5-flash")
+    for token in fake._issued:  # revoked: Vertex now answers 401 for every token issued so far
+        fake._issued[token] = 0.0
+    _chat(proxy, "google-vertex/gemini-2.5-flash")
+    assert len(fake.token_requests) == 2
+    assert [c.headers["authorization"] for c in fake.calls] == [
+        "Bearer ya29.fake-token-1",
+        "Bearer ya29.fake-token-1",
+        "Bearer ya29.fake-token-2",
+    ]
+
+
 def test_token_near_expiry_is_refreshed(adc: Path, fake: FakeVertex, start_proxy: Callable[..., Proxy]) -> None:
     fake.expires_in = 60  # inside google-auth's refresh margin: stale at once
     proxy = start_proxy()

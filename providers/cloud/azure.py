@@ -83,6 +83,10 @@ class AzureAdapter:
         # With a key the resolver's own answer ("env AZURE_OPENAI_API_KEY", "auth.json") is the precise one.
         return None if has_key else _entra_source(env)
 
+    def forget(self, provider_id: str) -> bool:
+        state = self._state.get(provider_id)
+        return state.token.expire() if state is not None and state.token is not None else False
+
     def api_for(self, provider: Provider, model_id: str, model: Model | None) -> str:
         api = model.api if model is not None else None
         return api if api and api != "azure-openai-responses" else "openai-responses"
@@ -182,6 +186,11 @@ class _EntraToken:
     _credential: TokenCredential | None = None
     _token: AccessToken | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def expire(self) -> bool:
+        had = self._token is not None
+        self._token = None
+        return had
 
     async def get(self) -> str:
         token = self._token

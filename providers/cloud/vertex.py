@@ -112,6 +112,10 @@ class VertexAdapter:
         project = _env_project(env) or _file_project(info)
         return f"{who}, project {project}, location {env.get(_LOCATION_ENV)}"
 
+    def forget(self, provider_id: str) -> bool:
+        tokens = self._tokens.get(provider_id)
+        return tokens.expire() if tokens is not None else False
+
     def api_for(self, provider: Provider, model_id: str, model: Model | None) -> str:
         return _ANTHROPIC if "claude" in model_id.lower() else _GEMINI
 
@@ -184,6 +188,12 @@ class _Tokens:
     def current(self) -> str | None:
         token = self._creds.token
         return token if isinstance(token, str) else None
+
+    def expire(self) -> bool:
+        """Treat the current token as revoked; the next request refreshes."""
+        had = bool(self._creds.token)
+        self._creds.token = None
+        return had
 
     async def apply(self, headers: dict[str, str]) -> None:
         """Set ``authorization`` (and ``x-goog-user-project`` for a quota project) on ``headers``."""
