@@ -32,12 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import botocore.session
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials as StaticCredentials
-from botocore.exceptions import BotoCoreError, ClientError
-
 from ..credentials import ResolvedAuth
 from ..errors import MissingCredentials
 from ..registry import Model, Provider
@@ -86,7 +80,7 @@ class _Signer:
                 # A refreshable credential fetches over the network (STS, SSO, ECS, IMDS): off the loop.
                 try:
                     self.frozen = await asyncio.to_thread(self.credentials.get_frozen_credentials)
-                except (BotoCoreError, ClientError) as exc:
+                except _botocore_errors() as exc:
                     raise MissingCredentials(
                         f"Amazon Bedrock: refreshing AWS credentials failed ({exc}); {_HOW}"
                     ) from exc
@@ -154,6 +148,9 @@ class _Bedrock:
             return UpstreamCall(url, call.body, headers)
         frozen = await state.signer.current()
         to_sign = {k: v for k, v in headers.items() if k.lower() in _SIGNED or k.lower().startswith("x-amz-")}
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
         request = AWSRequest(method="POST", url=url, data=call.body, headers=to_sign)
         SigV4Auth(frozen, _SERVICE, region).add_auth(request)
         for name in [n for n in headers if n.lower() == "authorization" or n.lower().startswith("x-amz-")]:
@@ -215,6 +212,9 @@ def _defines_credentials(path: Path) -> bool:
 
 def _load_credentials(env: Mapping[str, str]) -> tuple[Any, str | None]:
     """botocore credentials and the profile's region; blocking (may call STS, SSO, ECS or IMDS)."""
+    import botocore.session
+    from botocore.credentials import Credentials as StaticCredentials
+
     access_key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
     try:
         session = botocore.session.Session(profile=env.get("AWS_PROFILE") or None)
@@ -222,8 +222,15 @@ def _load_credentials(env: Mapping[str, str]) -> tuple[Any, str | None]:
         if access_key and secret:
             return StaticCredentials(access_key, secret, env.get("AWS_SESSION_TOKEN") or None, "env"), region
         credentials = session.get_credentials()
-    except (BotoCoreError, ClientError) as exc:
+    except _botocore_errors() as exc:
         raise MissingCredentials(f"Amazon Bedrock: AWS credentials could not be loaded ({exc}); {_HOW}") from exc
     if credentials is None:
         raise MissingCredentials(f"Amazon Bedrock: no AWS credentials found; {_HOW}")
     return credentials, region
+
+
+def _botocore_errors() -> tuple[type[Exception], ...]:
+    # botocore is imported on first use: this module is loaded at start-up to answer available().
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError)
