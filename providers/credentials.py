@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from .authstore import AuthStore
 from .errors import MissingCredentials
 from .keyvalue import aresolve_key_value, forget_command, is_configured
+from .oauth import ensure_fresh, flow_for, needs_refresh
 from .registry import Model, Provider, default_auth
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Credentials", "ResolvedAuth"]
 
+_OAUTH_MARGIN_MS = 60_000
 _AUTH_HEADER_NAMES = ("authorization", "x-api-key", "x-goog-api-key", "api-key")
 _PLACEHOLDER = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
 
@@ -87,6 +89,10 @@ class Credentials:
         self._cache: dict[str, ResolvedAuth] = {}
         #: provider id → adapter name, for providers resolved through a cloud adapter.
         self._cloud: dict[str, str] = {}
+        #: provider id → when its OAuth access token expires (ms epoch); cached auth is dropped before then.
+        self._expires: dict[str, float] = {}
+        #: providers whose next resolution must refresh their OAuth token (the upstream answered 401).
+        self._force_refresh: set[str] = set()
         self._auth_data: dict[str, Any] | None = None
 
     @property
@@ -109,6 +115,9 @@ class Credentials:
         for key in [k for k in self._cache if k.startswith(provider_id + "\0")]:
             del self._cache[key]
         self._auth_data = None
+        if resolved is not None and resolved.source == "auth.json (oauth)" and flow_for(provider_id) is not None:
+            self._force_refresh.add(provider_id)  # the token may have been revoked early: refresh once
+            return True
         if resolved is not None and resolved.key_value and resolved.key_value.startswith("!"):
             forget_command(resolved.key_value)
             return True
@@ -124,14 +133,25 @@ class Credentials:
         return entry if isinstance(entry, dict) else None
 
     def cached(self, provider_id: str, model: Model | None = None) -> ResolvedAuth | None:
-        """The hot path: a dict lookup."""
-        return self._cache.get(_cache_key(provider_id, model))
+        """The hot path: a dict lookup (plus a clock read for OAuth tokens)."""
+        hit = self._cache.get(_cache_key(provider_id, model))
+        expires = self._expires.get(provider_id) if hit is not None and self._expires else None
+        if expires is not None and expires - _OAUTH_MARGIN_MS <= time.time() * 1000:
+            self._drop(provider_id)
+            return None
+        return hit
+
+    def _drop(self, provider_id: str) -> None:
+        self._cache.pop(provider_id, None)
+        for key in [k for k in self._cache if k.startswith(provider_id + "\0")]:
+            del self._cache[key]
+        self._auth_data = None
 
     async def resolve(self, provider: Provider, model: Model | None = None) -> ResolvedAuth:
         """Resolve (or return the cached) auth for ``provider`` (and ``model``, when it has its own base URL
         or headers); raises :class:`MissingCredentials`."""
         ckey = _cache_key(provider.id, model)
-        hit = self._cache.get(ckey)
+        hit = self.cached(provider.id, model)
         if hit is not None:
             return hit
         if ckey != provider.id:
@@ -279,10 +299,18 @@ class Credentials:
         self, p: Provider, entry: dict[str, Any], env: Mapping[str, str]
     ) -> tuple[str, str, str | None] | None:
         if entry.get("type") == "oauth":
-            access = entry.get("access")
+            force = p.id in self._force_refresh
+            self._force_refresh.discard(p.id)
+            if (force or needs_refresh(entry)) and flow_for(p.id) is not None:
+                # Refreshed under the auth.json lock, shared with every process using the file.
+                entry = await ensure_fresh(self._store, p.id, force=force)
+                self._auth_data = None
             expires = entry.get("expires")
             if isinstance(expires, int | float) and expires <= time.time() * 1000:
                 raise MissingCredentials(f"the stored {p.name} login has expired; run 'switchboard login {p.id}' again")
+            if isinstance(expires, int | float):
+                self._expires[p.id] = float(expires)
+            access = entry.get("access")
             return (access, "auth.json (oauth)", None) if isinstance(access, str) and access else None
         value = entry.get("key")
         if not isinstance(value, str) or not value:

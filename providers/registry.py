@@ -53,6 +53,7 @@ IMPLEMENTED_APIS = frozenset(
         "google-vertex",
         "openai-responses",
         "bedrock-converse-stream",
+        "openai-codex-responses",
     }
 )
 

@@ -25,7 +25,7 @@ from .asgi import DisconnectWatch, Receive, Scope, Send, read_body, send_error, 
 from .router import Target
 from .runtime import Runtime
 from .translated import serve_translated
-from .upstream_call import final_call
+from .upstream_call import error_hint, final_call
 
 __all__ = ["handle_chat_completions"]
 
@@ -131,7 +131,7 @@ async def _send_upstream(
             auth = await rt.credentials.resolve(provider, target.model)
             continue
         err = openai_completions.upstream_error(provider.name, resp.status, err_body, resp.headers)
-        err.message = auth.scrub(err.message)
+        err.message = error_hint(target, resp.status, auth.scrub(err.message))
         log.warning("upstream %s answered %s for %s", provider.id, resp.status, target.public_id)
         raise err
     raise AssertionError("unreachable")

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from providers.errors import ConfigError, SwitchboardError
 from providers.registry import Registry
 
+from .cli_auth import add_auth_commands
 from .config import Paths, ServerConfig, load_server_config
 
 __all__ = ["main"]
@@ -68,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--provider", help="only this provider")
     models.add_argument("--json", action="store_true", help="print JSON like GET /v1/models")
     models.set_defaults(func=_models)
+    add_auth_commands(sub)
     return p
 
 

@@ -21,7 +21,7 @@ from .router import Target
 from .runtime import Runtime
 from .surfaces.openai_chat_in import decode_request
 from .surfaces.openai_chat_out import ChunkEncoder, encode_response
-from .upstream_call import final_call, wire_target
+from .upstream_call import error_hint, final_call, wire_target
 
 __all__ = ["serve_translated"]
 
@@ -54,7 +54,7 @@ async def serve_translated(
             auth = await rt.credentials.resolve(provider, target.model)
             continue
         err = wire.error(wt, resp.status, err_body, resp.headers)
-        err.message = auth.scrub(err.message)
+        err.message = error_hint(target, resp.status, auth.scrub(err.message))
         log.warning("upstream %s answered %s for %s", provider.id, resp.status, target.public_id)
         raise err
     if creq.stream:

@@ -9,7 +9,7 @@ from providers.wire.base import UpstreamCall, WireTarget
 from .asgi import Scope
 from .router import Target
 
-__all__ = ["final_call", "wire_target"]
+__all__ = ["error_hint", "final_call", "wire_target"]
 
 
 def wire_target(target: Target, auth: ResolvedAuth) -> WireTarget:
@@ -40,3 +40,13 @@ async def final_call(target: Target, auth: ResolvedAuth, call: UpstreamCall, sco
     inbound = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
     ctx = RequestContext(inbound, target.api)
     return await adapter_for(provider.adapter).finalize(merged, wire_target(target, auth), ctx)
+
+
+def error_hint(target: Target, status: int, message: str) -> str:
+    """``message`` with the provider's cloud adapter's advice appended, when it has some for this error."""
+    provider = target.provider
+    if not provider.adapter or provider.pending:
+        return message
+    hint = getattr(adapter_for(provider.adapter), "error_hint", None)
+    extra = hint(status, message) if hint is not None else None
+    return f"{message} ({extra})" if extra else message

@@ -144,7 +144,8 @@ def test_available_and_describe(tmp_path: Path) -> None:
     home.mkdir()
     base = {"HOME": str(home), "AZURE_OPENAI_BASE_URL": "https://r.openai.azure.com"}
     sp = {"AZURE_CLIENT_ID": "cid-1", "AZURE_TENANT_ID": "tid", "AZURE_CLIENT_SECRET": "s"}
-    assert ADAPTER.available(p, True, {"HOME": str(home)})
+    assert not ADAPTER.available(p, True, {"HOME": str(home)})  # a key but no endpoint: requests would fail
+    assert ADAPTER.available(p, True, base)
     assert ADAPTER.describe(p, True, base) is None  # the resolver names the key's source
     assert not ADAPTER.available(p, False, base)
     assert not ADAPTER.available(p, False, {"HOME": str(home), **sp})  # no endpoint

@@ -93,13 +93,13 @@ def test_missing_credentials_401_says_how_to_fix(start_proxy) -> None:
     assert "DEEPSEEK_API_KEY" in err.value.message and "switchboard login deepseek" in err.value.message
 
 
-def test_unimplemented_provider_is_501(start_proxy, monkeypatch, isolated_env) -> None:
-    """A registered provider whose piece of work has not landed answers 501 saying what is missing."""
-    monkeypatch.setenv("COPILOT_GITHUB_TOKEN", "ghu-token-123456")
-    resp = start_proxy().http().post("/v1/chat/completions", json={"model": "github-copilot/gpt-4o", "messages": MSG})
+def test_unimplemented_provider_is_501(isolated_env, start_proxy) -> None:
+    """A provider declaring a wire API that needs a cloud adapter it does not have answers 501, saying so."""
+    models_json(isolated_env, {"odd": {"baseUrl": "http://127.0.0.1:9/v1", "api": "azure-openai-responses"}})
+    resp = start_proxy().http().post("/v1/chat/completions", json={"model": "odd/some-model", "messages": MSG})
     assert resp.status_code == 501
     err = _error(resp)
-    assert err["code"] == "not_implemented" and "switchboard login github-copilot" in err["message"]
+    assert err["code"] == "not_implemented" and "azure-openai-responses" in err["message"]
 
 
 def test_upstream_rate_limit_passes_through_with_retry_after(local, start_proxy) -> None:

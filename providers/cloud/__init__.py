@@ -15,6 +15,8 @@ _MODULES = {
     "vertex": "providers.cloud.vertex",
     "azure": "providers.cloud.azure",
     "cloudflare": "providers.cloud.cloudflare",
+    "codex": "providers.cloud.codex",
+    "copilot": "providers.cloud.copilot",
 }
 _loaded: dict[str, CloudAdapter] = {}
 

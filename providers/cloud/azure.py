@@ -74,10 +74,11 @@ class AzureAdapter:
         self._state: dict[str, _State] = {}
 
     def available(self, provider: Provider, has_key: bool, env: Mapping[str, str]) -> bool:
-        if has_key:
-            return True
+        # A key alone is not enough: without an endpoint every request would fail.
         has_endpoint = bool(_get(env, "AZURE_OPENAI_BASE_URL") or _get(env, "AZURE_OPENAI_RESOURCE_NAME"))
-        return (has_endpoint or bool(provider.base_url)) and _entra_source(env) is not None
+        if not (has_endpoint or provider.base_url):
+            return False
+        return has_key or _entra_source(env) is not None
 
     def describe(self, provider: Provider, has_key: bool, env: Mapping[str, str]) -> str | None:
         # With a key the resolver's own answer ("env AZURE_OPENAI_API_KEY", "auth.json") is the precise one.

@@ -20,6 +20,8 @@ Who calls what, in order:
   ``api-version``), add short-lived tokens, sign (SigV4 over the exact body bytes). May raise
   :class:`MissingCredentials` (401) or :class:`ConfigError`. Blocking work (token refresh) runs off the
   event loop; one refresh at a time.
+* ``error_hint(status, message) -> str | None`` (optional) — a fix to append to an upstream error
+  (Copilot: "enable the model in VS Code").
 * ``forget(provider_id) -> bool`` (optional) — after the upstream answered 401: drop a cached short-lived
   token; True when a retry may succeed with a fresh one.
 """

@@ -15,6 +15,7 @@ _TRANSLATING = {
     "openai-responses": "providers.wire.openai_responses",
     "bedrock-converse-stream": "providers.wire.bedrock_converse",
     "google-vertex": "providers.wire.google_vertex",
+    "openai-codex-responses": "providers.wire.openai_codex_responses",
 }
 _loaded: dict[str, WireAPI] = {}
 

@@ -1,0 +1,542 @@
+"""``switchboard login``, ``logout`` and ``doctor``: storing credentials and explaining where they come from.
+
+* ``login [PROVIDER]`` — without a provider, a numbered menu of every provider (subscriptions first, in
+  the order of :data:`providers.oauth.FLOWS`, then API-key providers). An API key is read without echo
+  from the terminal (or from standard input with ``--stdin``) and stored in ``auth.json`` as
+  ``{"type": "api_key", "key": ...}``; a subscription runs its :class:`~providers.oauth.base.OAuthFlow`.
+* ``logout [PROVIDER]`` — drops one stored entry, or all of them after a confirmation (``--yes``).
+* ``doctor`` — for every provider: usable or not, where the credential comes from (never the key), and
+  the concrete fix for each unusable one; ``--json`` for machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import difflib
+import getpass
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from providers.authstore import AuthStore
+from providers.credentials import Credentials
+from providers.errors import ConfigError, SwitchboardError
+from providers.registry import Provider, Registry, load_builtin_providers
+
+from .config import Paths
+
+__all__ = ["MenuItem", "TerminalUI", "add_auth_commands", "choose", "diagnose", "mask_key"]
+
+#: Shown for a subscription whose flow module is not in this build (a present flow says its own label).
+_SUBSCRIPTION_LABELS = {
+    "openai-codex": "ChatGPT Plus/Pro (Codex)",
+    "anthropic": "Claude Pro/Max",
+    "github-copilot": "GitHub Copilot",
+}
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_REFERENCE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?")
+
+
+def add_auth_commands(sub: Any) -> None:
+    """Register ``login``, ``logout`` and ``doctor`` on the ``switchboard`` sub-parsers."""
+    login = sub.add_parser("login", help="store an API key or log in to a subscription")
+    login.add_argument("provider", nargs="?", help="provider id; without it, choose from a list")
+    login.add_argument("--stdin", action="store_true", help="read the API key from standard input (for scripts and CI)")
+    login.add_argument(
+        "--key",
+        action="store_true",
+        help="store an API key even for a provider that also has a subscription login (anthropic)",
+    )
+    login.set_defaults(func=_interruptible(_login))
+
+    logout = sub.add_parser("logout", help="remove stored credentials")
+    logout.add_argument("provider", nargs="?", help="provider id; without it, remove every stored credential")
+    logout.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    logout.set_defaults(func=_interruptible(_logout))
+
+    doctor = sub.add_parser("doctor", help="show which providers are usable and where their credentials come from")
+    doctor.add_argument("--json", action="store_true", help="print a JSON list for machines")
+    doctor.set_defaults(func=_doctor)
+
+
+def _interruptible(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Ctrl-C at a prompt ends the command with a message instead of a traceback (exit 130)."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except KeyboardInterrupt:
+            print("\nCancelled.", file=sys.stderr)
+            return 130
+
+    return run
+
+
+# --- the terminal ------------------------------------------------------------------------------------
+
+
+class TerminalUI:
+    """:class:`providers.oauth.base.LoginUI` on the process's terminal."""
+
+    def say(self, text: str) -> None:
+        print(text, flush=True)
+
+    def ask(self, prompt: str, *, secret: bool = False) -> str:
+        if secret:
+            return getpass.getpass(prompt)
+        return input(prompt)
+
+    def open_url(self, url: str) -> None:
+        print(f"Open this URL in a browser:\n\n  {url}\n", flush=True)
+        # Without a display, webbrowser may pick a text browser that would take over this terminal.
+        graphical = (
+            sys.platform in ("darwin", "win32") or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+        )
+        if not graphical or os.environ.get("SWITCHBOARD_NO_BROWSER"):
+            return
+        with contextlib.suppress(Exception):
+            import webbrowser
+
+            # Browsers launched from here may write to the terminal; keep them off it.
+            with _quiet_fds():
+                webbrowser.open(url)
+
+
+@contextlib.contextmanager
+def _quiet_fds() -> Any:
+    saved: list[tuple[int, int]] = []
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        yield
+        return
+    try:
+        for fd in (1, 2):
+            with contextlib.suppress(OSError):
+                sys.stdout.flush() if fd == 1 else sys.stderr.flush()
+                saved.append((fd, os.dup(fd)))
+                os.dup2(devnull, fd)
+        yield
+    finally:
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)
+
+
+@dataclass(frozen=True, slots=True)
+class MenuItem:
+    #: What typing an id selects (a provider id).
+    key: str
+    label: str
+    #: "subscription" or "api_key".
+    kind: str
+    note: str = ""
+
+
+def choose(
+    items: Sequence[MenuItem],
+    *,
+    title: str,
+    read: Callable[[str], str] = input,
+    write: Callable[[str], None] = print,
+) -> MenuItem | None:
+    """A numbered menu: the user types a number or an id; an empty line (or EOF) cancels (None)."""
+    write(title)
+    section = ""
+    width = len(str(len(items)))
+    for n, item in enumerate(items, 1):
+        heading = "Subscriptions" if item.kind == "subscription" else "API keys"
+        if heading != section:
+            section = heading
+            write(f"  {heading}:")
+        note = f"  ({item.note})" if item.note else ""
+        write(f"  {n:>{width}}. {item.label} [{item.key}]{note}")
+    while True:
+        try:
+            answer = read("Number or id (Enter to cancel): ").strip()
+        except EOFError:
+            return None
+        if not answer:
+            return None
+        if answer.isdigit():
+            n = int(answer)
+            if 1 <= n <= len(items):
+                return items[n - 1]
+            write(f"No entry {n}: type 1 to {len(items)}.")
+            continue
+        matches = [i for i in items if i.key == answer]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            kinds = {"subscription": "subscription", "api_key": "API key"}
+            numbers = ", ".join(f"{items.index(m) + 1} for {m.label} ({kinds[m.kind]})" for m in matches)
+            write(f"{answer!r} is listed more than once: type {numbers}.")
+            continue
+        close = difflib.get_close_matches(answer, [i.key for i in items], n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(repr(c) for c in dict.fromkeys(close))}?" if close else ""
+        write(f"No provider {answer!r}.{hint}")
+
+
+# --- login -------------------------------------------------------------------------------------------
+
+
+def _registry(paths: Paths) -> Registry:
+    """Built-ins with models.json applied; a broken models.json must not stop a login."""
+    from .runtime import build_registry
+
+    try:
+        return build_registry(paths)
+    except SwitchboardError as exc:
+        print(f"switchboard: warning: {exc.message}; listing built-in providers only", file=sys.stderr)
+        return Registry(load_builtin_providers())
+
+
+def _flow(provider_id: str) -> Any:
+    """The provider's OAuthFlow, or None when its module is absent (or broken) in this build."""
+    from providers.oauth import flow_for
+
+    try:
+        return flow_for(provider_id)
+    except Exception:
+        return None
+
+
+def _subscription_ids() -> list[str]:
+    from providers.oauth import FLOWS
+
+    return list(FLOWS)
+
+
+def _takes_api_key(p: Provider) -> bool:
+    """Whether storing an API key makes sense: a subscription-only provider (Codex, Copilot) takes none."""
+    if p.id in _subscription_ids():
+        return any(name.endswith("_API_KEY") for name in p.env_vars)
+    return bool(p.env_vars) or p.origin == "models.json"
+
+
+def _menu(registry: Registry) -> list[MenuItem]:
+    items: list[MenuItem] = []
+    for pid in _subscription_ids():
+        flow = _flow(pid)
+        p = registry.get(pid)
+        label = getattr(flow, "label", None) or _SUBSCRIPTION_LABELS.get(pid) or (p.name if p else pid)
+        items.append(MenuItem(pid, label, "subscription", "" if flow else "not available in this build"))
+    for p in registry:
+        if _takes_api_key(p):
+            items.append(MenuItem(p.id, p.name, "api_key"))
+    return items
+
+
+def _login(args: argparse.Namespace) -> int:
+    paths = Paths.from_env()
+    registry = _registry(paths)
+    store = AuthStore(paths.auth_json)
+    subs = _subscription_ids()
+    if args.provider is None:
+        if args.stdin:
+            raise ConfigError("--stdin needs a provider: switchboard login PROVIDER --stdin")
+        item = choose(_menu(registry), title="Log in to which provider?")
+        if item is None:
+            print("Cancelled; nothing stored.")
+            return 1
+        if item.kind == "subscription":
+            return _login_subscription(store, registry, item.key)
+        return _login_key(store, registry, item.key, from_stdin=False)
+
+    pid = args.provider
+    p = registry.get(pid)
+    if p is None and pid not in subs:
+        known = list(dict.fromkeys([*subs, *registry.ids()]))
+        close = difflib.get_close_matches(pid, known, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ConfigError(f"unknown provider {pid!r}{hint} ('switchboard login' lists them all)")
+    key_ok = p is not None and _takes_api_key(p)
+    if args.stdin or args.key:
+        if not key_ok:
+            raise ConfigError(f"{pid!r} takes no API key; log in with 'switchboard login {pid}'")
+        return _login_key(store, registry, pid, from_stdin=args.stdin)
+    if pid in subs:
+        if key_ok:
+            assert p is not None
+            flow = _flow(pid)
+            label = getattr(flow, "label", None) or _SUBSCRIPTION_LABELS.get(pid) or f"{p.name} subscription"
+            items = [MenuItem(pid, label, "subscription"), MenuItem(pid, f"{p.name} API key", "api_key")]
+            item = choose(items, title=f"{p.name}: log in with which method?")
+            if item is None:
+                print("Cancelled; nothing stored.")
+                return 1
+            if item.kind == "api_key":
+                return _login_key(store, registry, pid, from_stdin=False)
+        return _login_subscription(store, registry, pid)
+    return _login_key(store, registry, pid, from_stdin=False)
+
+
+def _login_key(store: AuthStore, registry: Registry, pid: str, *, from_stdin: bool) -> int:
+    p = registry.get(pid)
+    name = p.name if p else pid
+    if from_stdin:
+        key = sys.stdin.read().strip()
+    else:
+        if not sys.stdin.isatty():
+            raise ConfigError(
+                f"no terminal to ask for the key; pipe it instead: switchboard login {pid} --stdin < keyfile"
+            )
+        try:
+            key = getpass.getpass(f"API key for {name} (input hidden): ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print("\nCancelled; nothing stored.")
+            return 1
+    if not key:
+        print("No key given; nothing stored.", file=sys.stderr)
+        return 1
+    if "\n" in key or "\r" in key:
+        raise ConfigError("the key spans several lines; give exactly one key")
+    replaced = store.get(pid) is not None
+    store.set(pid, {"type": "api_key", "key": key})
+    verb = "Replaced the stored credential" if replaced else "Stored an API key"
+    print(f"{verb} for {name} ({pid}) in {store.path}: {_describe_key_value(key, os.environ)}.")
+    if p is not None:
+        _note_missing_env(p)
+    return 0
+
+
+def _note_missing_env(p: Provider) -> None:
+    missing = [n for n in p.url_env if not os.environ.get(n)]
+    if missing:
+        print(f'Note: {p.name} also needs {" and ".join(missing)} in the environment (or under "env" in auth.json).')
+
+
+def _login_subscription(store: AuthStore, registry: Registry, pid: str) -> int:
+    flow = _flow(pid)
+    p = registry.get(pid)
+    if flow is None:
+        name = p.name if p else pid
+        print(f"switchboard: the {name} subscription login is not available in this build", file=sys.stderr)
+        if p is not None and _takes_api_key(p):
+            print(f"An API key works instead: switchboard login {pid} --key", file=sys.stderr)
+        return 2
+    try:
+        entry = flow.login(TerminalUI())
+    except (EOFError, KeyboardInterrupt):
+        print("\nCancelled; nothing stored.")
+        return 1
+    except RuntimeError as exc:
+        print(f"switchboard: {flow.label} login failed: {exc}", file=sys.stderr)
+        return 1
+    if not isinstance(entry, dict) or not entry.get("access"):
+        print(f"switchboard: {flow.label} login returned no token; nothing stored", file=sys.stderr)
+        return 1
+    store.set(pid, {**entry, "type": "oauth"})
+    expires = _iso(entry.get("expires"))
+    until = f" (token valid until {expires}; refreshed automatically)" if expires else ""
+    print(f"Logged in to {flow.label}{until}. Stored in {store.path}.")
+    return 0
+
+
+# --- logout ------------------------------------------------------------------------------------------
+
+
+def _logout(args: argparse.Namespace) -> int:
+    paths = Paths.from_env()
+    store = AuthStore(paths.auth_json)
+    stored = list(store.read())
+    if args.provider is not None:
+        pid = args.provider
+        if not store.remove(pid):
+            close = difflib.get_close_matches(pid, stored, n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            print(f"switchboard: nothing stored for {pid!r} in {store.path}{hint}", file=sys.stderr)
+            return 1
+        print(f"Removed the stored credential for {pid}.")
+        _note_env_still_set(paths, [pid])
+        return 0
+    if not stored:
+        print(f"No stored credentials in {store.path}.")
+        return 0
+    if not args.yes:
+        print(f"Stored credentials: {', '.join(stored)}")
+        try:
+            answer = input(f"Remove all {len(stored)} from {store.path}? [y/N] ").strip().lower()
+        except EOFError:
+            answer = ""
+        if answer not in ("y", "yes"):
+            print("Nothing removed.")
+            return 1
+    removed = store.update(lambda data: {k: v for k, v in data.items() if k not in stored})
+    gone = [k for k in stored if k not in removed]
+    print(f"Removed {len(gone)} stored credential{'s' if len(gone) != 1 else ''}: {', '.join(gone)}.")
+    _note_env_still_set(paths, gone)
+    return 0
+
+
+def _note_env_still_set(paths: Paths, ids: Sequence[str]) -> None:
+    try:
+        registry = _registry(paths)
+    except Exception:
+        return
+    for pid in ids:
+        p = registry.get(pid)
+        set_vars = [n for n in (p.env_vars if p else ()) if os.environ.get(n)]
+        if set_vars:
+            print(f"Note: {pid} still has a credential from the environment ({', '.join(set_vars)}).")
+
+
+# --- doctor ------------------------------------------------------------------------------------------
+
+
+def mask_key(key: str) -> str:
+    """A hint that identifies a literal key without revealing it: ``sk-…abcd`` (``…`` when short)."""
+    if len(key) < 16:
+        return "…"
+    return f"{key[:3]}…{key[-4:]}"
+
+
+def _describe_key_value(value: str, env: Mapping[str, str]) -> str:
+    """How a stored key value resolves, never the secret itself."""
+    if value.startswith("!"):
+        return "a !command"
+    refs = _REFERENCE.findall(value)
+    if refs:
+        return "from " + ", ".join(dict.fromkeys(r.strip("${}") for r in refs))
+    if _ENV_NAME.match(value) and env.get(value):
+        return f"from env {value}"
+    return f"key {mask_key(value)}"
+
+
+def _iso(expires: Any) -> str | None:
+    if not isinstance(expires, int | float) or isinstance(expires, bool):
+        return None
+    try:
+        when = dt.datetime.fromtimestamp(expires / 1000, tz=dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _fix(p: Provider, paths: Paths, env: Mapping[str, str], entry: dict[str, Any] | None) -> str:
+    """What to do so that ``p`` becomes usable."""
+    if p.pending:
+        return p.pending
+    merged = {**env, **_scoped(entry)}
+    missing_url = [n for n in p.url_env if not merged.get(n)]
+    url_part = f"set {' and '.join(missing_url)}" if missing_url else ""
+    if entry is not None and entry.get("type") == "oauth":
+        return f"the stored login is not usable; run 'switchboard login {p.id}' again"
+    if entry is not None and isinstance(entry.get("key"), str) and entry["key"] and not url_part:
+        what = _describe_key_value(entry["key"], merged)
+        return (
+            f"the key stored in {paths.auth_json} ({what}) does not resolve; set what it refers to, "
+            f"or run 'switchboard login {p.id}' again"
+        )
+    if p.origin == "models.json":
+        if p.config_api_key is not None:
+            what = _describe_key_value(p.config_api_key, merged)
+            key_part = f"make providers.{p.id}.apiKey in {paths.models_json} resolve ({what})"
+        else:
+            key_part = f"set providers.{p.id}.apiKey in {paths.models_json}"
+        return f"{url_part}; {key_part}" if url_part else key_part
+    ways: list[str] = []
+    sub = p.id in _subscription_ids()
+    has_key = bool(entry and entry.get("key")) or any(env.get(n) for n in p.env_vars)
+    hint = p.login_hint if p.adapter and p.login_hint and not p.login_hint.startswith("switchboard login") else ""
+    if hint:
+        ways.append(hint)
+    if not has_key and p.env_vars and not all(n in hint for n in p.env_vars):
+        ways.append("set " + " or ".join(p.env_vars))
+    if sub and _flow(p.id) is not None:
+        ways.append(f"run 'switchboard login {p.id}'")
+    if not has_key and _takes_api_key(p):
+        ways.append(f"run 'switchboard login {p.id}{' --key' if sub else ''}'")
+    if p.adapter == "azure" and not (merged.get("AZURE_OPENAI_BASE_URL") or merged.get("AZURE_OPENAI_RESOURCE_NAME")):
+        url_part = "set AZURE_OPENAI_BASE_URL or AZURE_OPENAI_RESOURCE_NAME"
+    if not ways and sub:
+        ways.append(f"the {p.name} subscription login is not available in this build")
+    key_part = ("; or " if hint else " or ").join(dict.fromkeys(ways))
+    if url_part and key_part:
+        return f"{url_part}, and {key_part}"
+    return url_part or key_part or p.login_hint or f"run 'switchboard login {p.id}'"
+
+
+def diagnose(paths: Paths, env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """One row per provider: ``{provider, name, usable, source, expires, fix}``; never a key."""
+    environ = os.environ if env is None else env
+    registry = _registry(paths)
+    store = AuthStore(paths.auth_json)
+    auth = store.read()
+    creds = Credentials(store, models_json_path=paths.models_json, environ=environ)
+    rows: list[dict[str, Any]] = []
+    for p in registry:
+        entry = auth.get(p.id) if isinstance(auth.get(p.id), dict) else None
+        expires: str | None = None
+        fix: str | None = None
+        try:
+            found = creds.source_of(p)
+        except Exception as exc:
+            found = None
+            fix = f"cannot check: {exc.message if isinstance(exc, SwitchboardError) else type(exc).__name__}"
+        source = _describe_source(found, p, entry, environ)
+        usable = found is not None and not p.pending
+        if found == "auth.json (oauth)" and entry is not None:
+            expires = _iso(entry.get("expires"))
+            raw = entry.get("expires")
+            lapsed = isinstance(raw, int | float) and raw <= dt.datetime.now(dt.UTC).timestamp() * 1000
+            if lapsed and (not entry.get("refresh") or _flow(p.id) is None):
+                usable = False
+                fix = f"the stored login expired at {expires}; run 'switchboard login {p.id}' again"
+            elif lapsed:
+                source += " (expired; refreshed on the next request)"
+        if not usable and fix is None:
+            fix = _fix(p, paths, environ, entry)
+        rows.append(
+            {
+                "provider": p.id,
+                "name": p.name,
+                "usable": usable,
+                "source": source if found is not None else None,
+                "expires": expires,
+                "fix": None if usable else fix,
+            }
+        )
+    return rows
+
+
+def _scoped(entry: dict[str, Any] | None) -> dict[str, str]:
+    raw = entry.get("env") if entry is not None else None
+    return {k: v for k, v in raw.items() if isinstance(v, str)} if isinstance(raw, dict) else {}
+
+
+def _describe_source(found: str | None, p: Provider, entry: dict[str, Any] | None, env: Mapping[str, str]) -> str:
+    if found is None:
+        return ""
+    if found == "auth.json" and entry is not None and isinstance(entry.get("key"), str):
+        return f"auth.json API key ({_describe_key_value(entry['key'], {**env, **_scoped(entry)})})"
+    if found == "auth.json (oauth)":
+        return "auth.json OAuth login"
+    if found == "models.json" and p.config_api_key is not None:
+        return f"models.json apiKey ({_describe_key_value(p.config_api_key, env)})"
+    return found
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    rows = diagnose(Paths.from_env())
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    width = max([len("PROVIDER"), *(len(r["provider"]) for r in rows)])
+    print(f"{'PROVIDER':<{width}}  {'STATUS':<7}  SOURCE / FIX")
+    for r in rows:
+        if r["usable"]:
+            detail = r["source"] + (f", expires {r['expires']}" if r["expires"] else "")
+            print(f"{r['provider']:<{width}}  {'ok':<7}  {detail}")
+        else:
+            print(f"{r['provider']:<{width}}  {'missing':<7}  fix: {r['fix']}")
+    usable = sum(1 for r in rows if r["usable"])
+    print(f"\n{usable} of {len(rows)} providers usable.")
+    return 0
