@@ -20,11 +20,8 @@ Environment (tests point these at fakes):
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import queue
-import secrets
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +32,7 @@ import httpx
 
 from ..errors import UpstreamError, UpstreamUnreachable
 from .base import LoginUI, RefreshFailed
+from .common import failure_detail, json_body, pkce_pair
 
 __all__ = ["CLIENT_ID", "FLOW", "ClaudeFlow", "code_from_paste", "pkce_pair"]
 
@@ -55,16 +53,6 @@ _DONE_PAGE = (
     b"<!doctype html><html><body><h1>Switchboard: login complete</h1>"
     b"<p>You can close this tab and go back to the terminal.</p></body></html>"
 )
-
-
-def pkce_pair() -> tuple[str, str]:
-    """(verifier, S256 challenge): 32 random bytes base64url, and its SHA-256 base64url (no padding)."""
-    verifier = _b64url(secrets.token_bytes(32))
-    return verifier, _b64url(hashlib.sha256(verifier.encode()).digest())
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 class ClaudeFlow:
@@ -147,8 +135,10 @@ class ClaudeFlow:
         except httpx.HTTPError as exc:
             raise RuntimeError(f"Claude login: could not reach {self.token_endpoint()}: {exc}") from exc
         if resp.status_code >= 400:
-            raise RuntimeError(f"Claude login: the token exchange failed: HTTP {resp.status_code} {_detail(resp)}")
-        return _entry(_json(resp), None)
+            raise RuntimeError(
+                f"Claude login: the token exchange failed: HTTP {resp.status_code} {failure_detail(resp)}"
+            )
+        return _entry(json_body(resp), None)
 
     def refresh(self, entry: dict[str, Any]) -> dict[str, Any]:
         token = entry.get("refresh")
@@ -161,11 +151,13 @@ class ClaudeFlow:
         except httpx.HTTPError as exc:
             raise UpstreamUnreachable(f"Claude token refresh could not reach {self.token_endpoint()}: {exc}") from exc
         if resp.status_code in (400, 401, 403):
-            raise RefreshFailed(f"HTTP {resp.status_code} {_detail(resp)}".strip())
+            raise RefreshFailed(f"HTTP {resp.status_code} {failure_detail(resp)}".strip())
         if resp.status_code >= 400:
-            raise UpstreamError(f"Claude token refresh failed: HTTP {resp.status_code} {_detail(resp)}", status=502)
+            raise UpstreamError(
+                f"Claude token refresh failed: HTTP {resp.status_code} {failure_detail(resp)}", status=502
+            )
         try:
-            return _entry(_json(resp), token)
+            return _entry(json_body(resp), token)
         except RuntimeError as exc:
             raise UpstreamError(f"Claude token refresh: {exc}", status=502) from exc
 
@@ -188,25 +180,6 @@ def _entry(data: dict[str, Any], old_refresh: str | None) -> dict[str, Any]:
         "refresh": refresh,
         "expires": int(time.time() * 1000 + expires_in * 1000 - EXPIRY_MARGIN_MS),
     }
-
-
-def _json(resp: httpx.Response) -> dict[str, Any]:
-    try:
-        data = resp.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _detail(resp: httpx.Response) -> str:
-    data = _json(resp)
-    err = data.get("error")
-    if isinstance(err, dict):
-        return str(err.get("message") or err.get("type") or "")
-    desc = data.get("error_description") or data.get("detail")
-    if isinstance(err, str):
-        return f"{err}: {desc}" if desc else err
-    return str(desc) if desc else resp.text[:200]
 
 
 def code_from_paste(text: str, verifier: str) -> tuple[str, str]:

@@ -23,7 +23,6 @@ Environment (tests point these at fakes):
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import queue
@@ -38,6 +37,7 @@ import httpx
 
 from ..errors import UpstreamError, UpstreamUnreachable
 from .base import LoginUI, RefreshFailed
+from .common import failure_detail, json_body, pkce_pair
 
 __all__ = ["CLIENT_ID", "FLOW", "CodexFlow", "account_id_from_token", "decode_jwt_claims", "pkce_pair"]
 
@@ -85,16 +85,6 @@ def account_id_from_token(token: str) -> str | None:
     auth = claims.get(JWT_CLAIM) if claims else None
     account = auth.get("chatgpt_account_id") if isinstance(auth, dict) else None
     return account if isinstance(account, str) and account else None
-
-
-def pkce_pair() -> tuple[str, str]:
-    """(verifier, S256 challenge): 32 random bytes base64url, and its SHA-256 base64url (no padding)."""
-    verifier = _b64url(secrets.token_bytes(32))
-    return verifier, _b64url(hashlib.sha256(verifier.encode()).digest())
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 # --- the flow ---------------------------------------------------------------------------------
@@ -197,8 +187,10 @@ class CodexFlow:
         with httpx.Client(timeout=_HTTP_TIMEOUT) as client:
             resp = client.post(f"{base}/api/accounts/deviceauth/usercode", json={"client_id": CLIENT_ID})
             if resp.status_code >= 400:
-                raise RuntimeError(f"ChatGPT device login could not start: HTTP {resp.status_code} {_detail(resp)}")
-            data = _json(resp)
+                raise RuntimeError(
+                    f"ChatGPT device login could not start: HTTP {resp.status_code} {failure_detail(resp)}"
+                )
+            data = json_body(resp)
             device_auth_id, user_code = data.get("device_auth_id"), data.get("user_code") or data.get("usercode")
             if not isinstance(device_auth_id, str) or not isinstance(user_code, str):
                 raise RuntimeError("ChatGPT device login: the answer carries no device_auth_id/user_code")
@@ -215,15 +207,15 @@ class CodexFlow:
                     json={"device_auth_id": device_auth_id, "user_code": user_code},
                 )
                 if resp.status_code == 200:
-                    granted = _json(resp)
+                    granted = json_body(resp)
                     break
                 code = _error_code(resp)
                 if code == "slow_down":
-                    interval = _seconds(_json(resp).get("interval"), interval + SLOW_DOWN_STEP)
+                    interval = _seconds(json_body(resp).get("interval"), interval + SLOW_DOWN_STEP)
                     continue
                 if resp.status_code in (403, 404) or code in _PENDING:
                     continue
-                raise RuntimeError(f"ChatGPT device login failed: HTTP {resp.status_code} {_detail(resp)}")
+                raise RuntimeError(f"ChatGPT device login failed: HTTP {resp.status_code} {failure_detail(resp)}")
         auth_code, verifier = granted.get("authorization_code"), granted.get("code_verifier")
         if not isinstance(auth_code, str) or not isinstance(verifier, str):
             raise RuntimeError("ChatGPT device login: the answer carries no authorization_code/code_verifier")
@@ -244,8 +236,10 @@ class CodexFlow:
         with httpx.Client(timeout=_HTTP_TIMEOUT) as client:
             resp = client.post(f"{self.auth_base()}/oauth/token", data=form)
         if resp.status_code >= 400:
-            raise RuntimeError(f"ChatGPT login: the token exchange failed: HTTP {resp.status_code} {_detail(resp)}")
-        return _entry(_json(resp), None)
+            raise RuntimeError(
+                f"ChatGPT login: the token exchange failed: HTTP {resp.status_code} {failure_detail(resp)}"
+            )
+        return _entry(json_body(resp), None)
 
     def refresh(self, entry: dict[str, Any]) -> dict[str, Any]:
         token = entry.get("refresh")
@@ -258,10 +252,12 @@ class CodexFlow:
         except httpx.HTTPError as exc:
             raise UpstreamUnreachable(f"ChatGPT token refresh could not reach {self.auth_base()}: {exc}") from exc
         if resp.status_code in (400, 401, 403):
-            raise RefreshFailed(f"HTTP {resp.status_code} {_detail(resp)}".strip())
+            raise RefreshFailed(f"HTTP {resp.status_code} {failure_detail(resp)}".strip())
         if resp.status_code >= 400:
-            raise UpstreamError(f"ChatGPT token refresh failed: HTTP {resp.status_code} {_detail(resp)}", status=502)
-        return _entry(_json(resp), token)
+            raise UpstreamError(
+                f"ChatGPT token refresh failed: HTTP {resp.status_code} {failure_detail(resp)}", status=502
+            )
+        return _entry(json_body(resp), token)
 
 
 FLOW = CodexFlow()
@@ -287,16 +283,8 @@ def _entry(data: dict[str, Any], old_refresh: str | None) -> dict[str, Any]:
     }
 
 
-def _json(resp: httpx.Response) -> dict[str, Any]:
-    try:
-        data = resp.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _error_code(resp: httpx.Response) -> str | None:
-    data = _json(resp)
+    data = json_body(resp)
     err = data.get("error")
     if isinstance(err, dict):
         err = err.get("code") or err.get("type")
@@ -304,17 +292,6 @@ def _error_code(resp: httpx.Response) -> str | None:
         return err
     code = data.get("code")
     return code if isinstance(code, str) else None
-
-
-def _detail(resp: httpx.Response) -> str:
-    data = _json(resp)
-    err = data.get("error")
-    if isinstance(err, dict):
-        return str(err.get("message") or err.get("code") or "")
-    desc = data.get("error_description") or data.get("detail")
-    if isinstance(err, str):
-        return f"{err}: {desc}" if desc else err
-    return str(desc) if desc else resp.text[:200]
 
 
 def _seconds(value: Any, default: float) -> float:
