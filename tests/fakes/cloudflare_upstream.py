@@ -21,7 +21,7 @@ what the upstream received (headers) and the body.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -43,9 +43,19 @@ class CfRecorded:
     path: str
     #: What Cloudflare received, lower-cased names.
     headers: dict[str, str]
-    body: Any = None
-    #: What the upstream provider received from the gateway, lower-cased names.
-    upstream_headers: dict[str, str] = field(default_factory=dict)
+    #: The inner fake that answered and the index of its own record of this call; read lazily, because a
+    #: streamed answer reaches the client before the inner handler returns.
+    inner: Any = None
+    index: int = -1
+
+    @property
+    def body(self) -> Any:
+        return self.inner.requests[self.index].body if self.inner is not None else None
+
+    @property
+    def upstream_headers(self) -> dict[str, str]:
+        """What the upstream provider received from the gateway, lower-cased names."""
+        return _lower(self.inner.requests[self.index].headers) if self.inner is not None else {}
 
     @property
     def affinity(self) -> str | None:
@@ -119,13 +129,9 @@ class FakeCloudflare(FakeServer):
         self, route: str, request: web.Request, headers: dict[str, str], upstream: dict[str, str], handler: _Handler
     ) -> web.StreamResponse:
         target = {"workers-ai": self.chat, "compat": self.chat, "openai": self.responses, "anthropic": self.anthropic}
-        record = CfRecorded(route, request.path, headers)
-        self.requests.append(record)
-        response = await handler(request.clone(headers=upstream))
-        seen = target[route].last
-        record.body = seen.body
-        record.upstream_headers = _lower(seen.headers)
-        return response
+        inner = target[route]
+        self.requests.append(CfRecorded(route, request.path, headers, inner, len(inner.requests)))
+        return await handler(request.clone(headers=upstream))
 
 
 def _lower(headers: Any) -> dict[str, str]:
