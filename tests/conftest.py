@@ -29,6 +29,18 @@ from tests.fakes.openai_upstream import FakeOpenAI
 
 _CLOUD_PREFIXES = ("AWS_", "GOOGLE_", "GCLOUD_", "AZURE_", "CLOUDFLARE_", "ANTHROPIC_", "SWITCHBOARD_")
 
+#: With no credentials, the vendors' chains probe instance-metadata services at 169.254.169.254. Tests send
+#: traffic to loopback only: these switch the probes off (google-auth reads its switches at import time,
+#: so they are set before any test module imports it).
+_NO_METADATA_PROBES = {
+    "NO_GCE_CHECK": "true",
+    "GCE_METADATA_HOST": "127.0.0.1:9",
+    "GCE_METADATA_IP": "127.0.0.1:9",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AZURE_TOKEN_CREDENTIALS": "dev",
+}
+os.environ.update(_NO_METADATA_PROBES)
+
 
 def _provider_env_names() -> set[str]:
     names: set[str] = set()
@@ -53,6 +65,8 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
             monkeypatch.delenv(name, raising=False)
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
+    for name, value in _NO_METADATA_PROBES.items():
+        monkeypatch.setenv(name, value)
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
