@@ -24,7 +24,7 @@ import os
 import queue
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -32,7 +32,7 @@ import httpx
 
 from ..errors import UpstreamError, UpstreamUnreachable
 from .base import LoginUI, RefreshFailed
-from .common import failure_detail, json_body, pkce_pair
+from .common import failure_detail, json_body, pkce_pair, start_callback_server
 
 __all__ = ["CLIENT_ID", "FLOW", "ClaudeFlow", "code_from_paste", "pkce_pair"]
 
@@ -248,46 +248,12 @@ def _ask_paste(ui: LoginUI, answers: queue.Queue[tuple[str, str, str]]) -> None:
 
 def _start_callback_server(verifier: str, answers: queue.Queue[tuple[str, str, str]]) -> ThreadingHTTPServer | None:
     host = os.environ.get("SWITCHBOARD_CLAUDE_CALLBACK_HOST") or "127.0.0.1"
-    port = ClaudeFlow.callback_port()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            parts = urlsplit(self.path)
-            if parts.path != CALLBACK_PATH:
-                self._reply(404, b"not found")
-                return
-            params = parse_qs(parts.query)
-            state = params.get("state", [""])[0]
-            if state != verifier:
-                self._reply(400, b"state mismatch: this answer belongs to another login attempt")
-                return
-            if params.get("error"):
-                reason = params["error"][0]
-                desc = params.get("error_description", [""])[0]
-                answers.put(("error", f"{reason}: {desc}" if desc else reason, ""))
-                self._reply(400, f"login failed: {reason}".encode())
-                return
-            code = params.get("code", [""])[0]
-            if not code:
-                self._reply(400, b"no authorization code")
-                return
-            answers.put(("callback", code, state))
-            self._reply(200, _DONE_PAGE, "text/html; charset=utf-8")
-
-        def _reply(self, status: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    try:
-        server = ThreadingHTTPServer((host, port), Handler)
-    except OSError:
-        return None
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-    return server
+    # Claude's state is the PKCE verifier.
+    return start_callback_server(
+        host,
+        ClaudeFlow.callback_port(),
+        CALLBACK_PATH,
+        verifier,
+        lambda kind, value: answers.put((kind, value, verifier)),
+        _DONE_PAGE,
+    )
