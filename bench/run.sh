@@ -11,6 +11,8 @@
 #   D [5]            seconds per wrk run;  C [32] connections for the throughput runs
 #   OURS [1]         0 skips Switchboard
 #   SWITCHBOARD      the switchboard executable [<repo>/.venv/bin/switchboard, else `switchboard` on PATH]
+#   FLOOR [1]        1: the Python floor (floor_app.py: bare ASGI + aiohttp under uvicorn) with the python of
+#                    SWITCHBOARD's venv; 0: skip
 #   LITELLM [1]      1: LiteLLM from bench/.litellm-venv (created with pip if missing); 0: skip;
 #                    a path: that litellm executable
 #   ANTHROPIC [0]    1 adds the translated path (OpenAI chat in, Anthropic Messages upstream)
@@ -19,7 +21,7 @@
 #   LATENCY [1]      0 skips the one-connection latency runs
 #   MEM [1]          0 skips the memory phase;  MEM_N [100000] requests in it (two halves)
 #   MEM_TIMEOUT [150] seconds allowed per half;  GROWTH_TOL_MB [2] allowed RSS growth between halves
-#   UPSTREAM_PORT [18080] PROXY_PORT [18081] LITELLM_PORT [18082] OURS_PORT [18090]
+#   UPSTREAM_PORT [18080] PROXY_PORT [18081] LITELLM_PORT [18082] FLOOR_PORT [18083] OURS_PORT [18090]
 #   MAX_TIME [1500]  seconds for the whole run after the installs; the run is stopped after that
 #
 # Only 127.0.0.1 is benchmarked. Everything printed is also written to bench/results/<UTC time>.txt.
@@ -29,11 +31,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 
 D=${D:-5}; C=${C:-32}
-OURS=${OURS:-1}; LITELLM=${LITELLM:-1}; ANTHROPIC=${ANTHROPIC:-0}
+OURS=${OURS:-1}; LITELLM=${LITELLM:-1}; FLOOR=${FLOOR:-1}; ANTHROPIC=${ANTHROPIC:-0}
 TRANSPORTS=${TRANSPORTS:-0}; SERVERS=${SERVERS:-0}; LATENCY=${LATENCY:-1}
 MEM=${MEM:-1}; MEM_N=${MEM_N:-100000}; MEM_TIMEOUT=${MEM_TIMEOUT:-150}; GROWTH_TOL_MB=${GROWTH_TOL_MB:-2}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18080}; PROXY_PORT=${PROXY_PORT:-18081}
-LITELLM_PORT=${LITELLM_PORT:-18082}; OURS_PORT=${OURS_PORT:-18090}
+LITELLM_PORT=${LITELLM_PORT:-18082}; FLOOR_PORT=${FLOOR_PORT:-18083}; OURS_PORT=${OURS_PORT:-18090}
 MAX_TIME=${MAX_TIME:-1500}
 if [ -z "${SWITCHBOARD:-}" ]; then
   if [ -x "$(dirname "$0")/../.venv/bin/switchboard" ]; then SWITCHBOARD="$(dirname "$0")/../.venv/bin/switchboard"
@@ -199,7 +201,7 @@ server_pid=""   # the proxy under test, if it is one of ours to watch (LiteLLM, 
 server_log=""   # and its log, quoted when a check fails
 
 # Result store
-declare -A RPS P50 P99 ERR BAD NOTE LAT LATERR CHECKED REF
+declare -A RPS P50 P99 ERR BAD NOTE LAT LAT99 LATERR CHECKED REF FLOORREF
 rows=(); lat_rows=()
 
 check(){ # name url model script -> 0 if the target answers a sane 2xx; prints a check line
@@ -256,9 +258,9 @@ run_wrk(){ # out-file conns duration url model script
   wrk -t1 -c"$2" -d"$3s" --timeout 10s --latency -s "$work/req.lua" "$4" >"$1" 2>&1
 }
 
-bench(){ # name url model script [ref-row-for-ratio]
+bench(){ # name url model script [ref-row-for-ratio [floor-row-for-ratio]]
   local name=$1 url=$2 model=$3 script=$4 r a b c d e
-  rows+=("$name"); REF[$name]=${5:-}
+  rows+=("$name"); REF[$name]=${5:-}; FLOORREF[$name]=${6:-}
   if ! check "$name" "$url" "$model" "$script"; then NOTE[$name]="NOT MEASURED: ${CHECKED[$name]}"; return 1; fi
   run_wrk "$work/warm.out" 8 1 "$url" "$model" "$script"
   settle "$server_pid"
@@ -280,9 +282,9 @@ latency(){ # name url model script: p50 at one connection
   run_wrk "$work/lat.out" 1 "$D" "$2" "$3" "$4"
   settle "$server_pid"
   read -r r p50 p99 bad err <<<"$(parse_wrk "$work/lat.out")"
-  LAT[$name]=$p50
+  LAT[$name]=$p50; LAT99[$name]=$p99
   LATERR[$name]=$(( bad + err ))
-  say "$name at 1 connection: p50 $(fmt_ms "${LAT[$name]}") ($(printf '%.0f' "$r" 2>/dev/null) rps)"
+  say "$name at 1 connection: p50 $(fmt_ms "${LAT[$name]}"), p99 $(fmt_ms "${LAT99[$name]}") ($(printf '%.0f' "$r" 2>/dev/null) rps)"
 }
 
 # ---------------------------------------------------------------- fake upstream and nginx-proxy
@@ -306,6 +308,25 @@ latency direct             "$U/v1/chat/completions"   gpt-bench post.lua
 latency direct-stream      "$U/s/v1/chat/completions" gpt-bench post-stream.lua
 latency nginx-proxy        "$X/v1/chat/completions"   gpt-bench post.lua
 latency nginx-proxy-stream "$X/s/v1/chat/completions" gpt-bench post-stream.lua
+
+# ---------------------------------------------------------------- the Python floor
+floor_py=""
+[ -n "$ours_bin" ] && floor_py="$(cd "$(dirname "$ours_bin")" && pwd)/python"
+if on "$FLOOR" && [ -n "$floor_py" ] && [ -x "$floor_py" ]; then
+  (cd "$here" && UPSTREAM="$U" exec setsid "$floor_py" -m uvicorn --no-access-log --log-level warning \
+     --loop uvloop --http httptools floor_app:app --host 127.0.0.1 --port "$FLOOR_PORT") >"$work/floor.log" 2>&1 &
+  fl_pid=$!; pids+=("$fl_pid"); server_pid=$fl_pid; server_log="$work/floor.log"
+  if wait_ready "http://127.0.0.1:$FLOOR_PORT/v1/models" "$fl_pid" 30; then
+    F="http://127.0.0.1:$FLOOR_PORT"
+    bench python-floor        "$F/v1/chat/completions"   gpt-bench post.lua
+    bench python-floor-stream "$F/s/v1/chat/completions" gpt-bench post-stream.lua
+    latency python-floor        "$F/v1/chat/completions"   gpt-bench post.lua
+    latency python-floor-stream "$F/s/v1/chat/completions" gpt-bench post-stream.lua
+  else
+    say "the Python floor did not start: $(tail -3 "$work/floor.log" | tr '\n' ' ')"
+  fi
+  stop_group "$fl_pid"; forget "$fl_pid"; server_pid=""; server_log=""
+fi
 
 # ---------------------------------------------------------------- LiteLLM
 litellm_rss=""; litellm_note=""
@@ -375,11 +396,11 @@ EOF
 
 ours_targets(){ # suffix ; runs the throughput (and one-connection) rows against the running ours
   local s=$1 O="http://127.0.0.1:$OURS_PORT/v1/chat/completions"
-  bench "ours$s"        "$O" bench/gpt-bench         post.lua        litellm
-  bench "ours-stream$s" "$O" bench-stream/gpt-bench  post-stream.lua litellm-stream
+  bench "ours$s"        "$O" bench/gpt-bench         post.lua        litellm python-floor
+  bench "ours-stream$s" "$O" bench-stream/gpt-bench  post-stream.lua litellm-stream python-floor-stream
   if on "$ANTHROPIC" && [ -z "$s" ]; then
-    bench "ours-ant$s"        "$O" bench-ant/claude-bench        post.lua        litellm-ant
-    bench "ours-ant-stream$s" "$O" bench-ant-stream/claude-bench post-stream.lua litellm-ant-stream
+    bench "ours-ant$s"        "$O" bench-ant/claude-bench        post.lua        litellm-ant python-floor
+    bench "ours-ant-stream$s" "$O" bench-ant-stream/claude-bench post-stream.lua litellm-ant-stream python-floor-stream
   fi
   latency "ours$s"        "$O" bench/gpt-bench        post.lua
   [ -z "$s" ] || return 0
@@ -475,7 +496,7 @@ fi
 # ---------------------------------------------------------------- report
 echo
 echo "== Throughput: wrk -t1 -c$C, ${D}s per target after a 1 s warm-up at -c8 (rps: requests/s; x litellm: ours/litellm rps)"
-printf '%-34s %10s %10s %10s %10s %10s  %s\n' target rps p50 p99 non-2xx sock-err "x litellm"
+printf '%-34s %10s %10s %10s %10s %10s  %-10s %s\n' target rps p50 p99 non-2xx sock-err "x litellm" "of floor"
 flagged=0
 clean(){ [ -n "${RPS[$1]:-}" ] && [ "${RPS[$1]}" != - ] && [ "${BAD[$1]:-1}" = 0 ] && [ "${ERR[$1]:-1}" = 0 ]; }
 ratio(){ clean "$1" && clean "$2" && awk -v a="${RPS[$1]}" -v b="${RPS[$2]}" 'BEGIN {printf "%.1f", a / b}'; }
@@ -483,8 +504,9 @@ for r in "${rows[@]}"; do
   if [ -n "${NOTE[$r]:-}" ] && [ -z "${RPS[$r]:-}" ]; then printf '%-34s %s\n' "$r" "${NOTE[$r]}"; continue; fi
   mark=""; clean "$r" || { mark="*"; flagged=1; }
   x=""; [ -n "${REF[$r]:-}" ] && x=$(ratio "$r" "${REF[$r]}") && x="${x}x"
-  printf '%-34s %10s %10s %10s %10s %10s  %s\n' "$r" "$(printf '%.0f' "${RPS[$r]}" 2>/dev/null || echo -)$mark" \
-    "$(fmt_ms "${P50[$r]}")" "$(fmt_ms "${P99[$r]}")" "${BAD[$r]}" "${ERR[$r]}" "$x"
+  f=""; [ -n "${FLOORREF[$r]:-}" ] && f=$(ratio "$r" "${FLOORREF[$r]}") && f=$(awk -v v="$f" 'BEGIN {printf "%.0f%%", v * 100}')
+  printf '%-34s %10s %10s %10s %10s %10s  %-10s %s\n' "$r" "$(printf '%.0f' "${RPS[$r]}" 2>/dev/null || echo -)$mark" \
+    "$(fmt_ms "${P50[$r]}")" "$(fmt_ms "${P99[$r]}")" "${BAD[$r]}" "${ERR[$r]}" "$x" "$f"
 done
 [ "$flagged" = 1 ] && echo "* this row had failed responses or socket errors: its rps counts them and is not comparable"
 [ -n "$litellm_note" ] && echo "$litellm_note"
@@ -517,17 +539,21 @@ fi
 if on "$LATENCY"; then
   echo
   echo "== Latency at one connection: wrk -t1 -c1, ${D}s (added = p50 - p50 of direct, or of direct-stream for stream rows)"
-  printf '%-34s %10s %12s\n' target p50 added
+  printf '%-34s %10s %10s %12s\n' target p50 p99 added
   for r in "${lat_rows[@]+"${lat_rows[@]}"}"; do
     base=direct; [[ "$r" == *stream* ]] && base=direct-stream
     added=""
     [ "$r" != "$base" ] && [ -n "${LAT[$base]:-}" ] && added=$(awk -v a="${LAT[$r]}" -v b="${LAT[$base]}" 'BEGIN {printf "%+.3f ms", a - b}')
     err=""; [ "${LATERR[$r]:-0}" != 0 ] && err="  (${LATERR[$r]} errors)"
-    printf '%-34s %10s %12s%s\n' "$r" "$(fmt_ms "${LAT[$r]}")" "$added" "$err"
+    printf '%-34s %10s %10s %12s%s\n' "$r" "$(fmt_ms "${LAT[$r]}")" "$(fmt_ms "${LAT99[$r]}")" "$added" "$err"
   done
   if [ -n "${LAT[ours]:-}" ] && [ -n "${LAT[direct]:-}" ]; then
     verdicts+=("one-connection added latency: $(awk -v a="${LAT[ours]}" -v b="${LAT[direct]}" 'BEGIN {
       d = a - b; printf "%s (%.3f ms, target < 1 ms)", (d < 1) ? "PASS" : "FAIL", d }')")
+  fi
+  if [ -n "${LAT99[ours]:-}" ]; then
+    verdicts+=("one-connection p99: $(awk -v a="${LAT99[ours]}" 'BEGIN {
+      printf "%s (%.2f ms, target < 3 ms)", (a < 3) ? "PASS" : "FAIL", a }')")
   fi
 fi
 
