@@ -336,7 +336,7 @@ def test_non_streaming_answer_is_decoded_from_sse() -> None:
         }
         response = fake._respond(body)
     finally:
-        fake._loop.close()
+        fake.discard()
     sse = b"".join(encode(ev) for ev in stream_events(response))
     resp = CODEX_API.decode_response(sse, _target())
     assert resp.id == response["id"] and resp.finish_reason == "tool_calls"

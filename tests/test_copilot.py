@@ -7,7 +7,6 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +83,8 @@ def endpoints(github: FakeGitHub, copilot: FakeCopilot, monkeypatch: pytest.Monk
 
 
 def _provider() -> Provider:
-    row = next(p for p in load_builtin_providers() if p.id == PID)
-    return replace(row, adapter="copilot", pending="")
+    # The shipped row as it is: deleting its "adapter" in providers.json must turn these tests red.
+    return next(p for p in load_builtin_providers() if p.id == PID)
 
 
 # --- device flow ---------------------------------------------------------------------------------------
@@ -419,17 +418,6 @@ def test_model_not_supported_hint() -> None:
 # --- through a live proxy ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def copilot_row(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The github-copilot row served through this adapter (until providers.json says so itself)."""
-
-    def patched() -> tuple[Provider, ...]:
-        rows = load_builtin_providers()
-        return tuple(replace(p, adapter="copilot", pending="") if p.id == PID else p for p in rows)
-
-    monkeypatch.setattr("proxy.runtime.load_builtin_providers", patched)
-
-
 def _assert_copilot_headers(headers: dict[str, str], token: str, initiator_: str = "user") -> None:
     assert headers["Authorization"] == f"Bearer {token}"
     assert headers["User-Agent"] == "GitHubCopilotChat/0.35.0"
@@ -442,7 +430,7 @@ def _assert_copilot_headers(headers: dict[str, str], token: str, initiator_: str
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_proxy_with_stored_login(
-    isolated_env: Path, copilot_row: None, copilot: FakeCopilot, start_proxy: StartProxy, stream: bool
+    isolated_env: Path, copilot: FakeCopilot, start_proxy: StartProxy, stream: bool
 ) -> None:
     token = copilot_token(42)
     models_json(isolated_env, {PID: {"baseUrl": copilot.url}})
@@ -471,7 +459,7 @@ def test_proxy_with_stored_login(
     ids=["anthropic", "responses"],
 )
 def test_proxy_other_wire_apis(
-    isolated_env: Path, copilot_row: None, copilot: FakeCopilot, start_proxy: StartProxy, model: str, path: str
+    isolated_env: Path, copilot: FakeCopilot, start_proxy: StartProxy, model: str, path: str
 ) -> None:
     token = copilot_token(43)
     copilot.anthropic.api_key = token
@@ -494,7 +482,6 @@ def test_proxy_other_wire_apis(
 
 def test_proxy_with_github_token_env_re_exchanges_after_401(
     isolated_env: Path,
-    copilot_row: None,
     github: FakeGitHub,
     copilot: FakeCopilot,
     start_proxy: StartProxy,
@@ -532,7 +519,7 @@ def test_proxy_with_github_token_env_re_exchanges_after_401(
 
 
 def test_model_not_supported_gets_the_vscode_hint(
-    isolated_env: Path, copilot_row: None, copilot: FakeCopilot, start_proxy: StartProxy
+    isolated_env: Path, copilot: FakeCopilot, start_proxy: StartProxy
 ) -> None:
     """Copilot refuses a model not enabled for the account: the client is told how to enable it."""
     models_json(isolated_env, {PID: {"baseUrl": copilot.url}})

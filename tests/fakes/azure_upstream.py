@@ -153,7 +153,7 @@ class FakeEntraAuthority(FakeServer):
         #: Every access token issued, in order.
         self.issued: list[str] = []
         self.ca_file = directory / "entra-ca.pem"
-        self._ssl = _self_signed(directory, self.ca_file)
+        self.ssl_context = _self_signed(directory, self.ca_file)
 
     @property
     def url(self) -> str:
@@ -162,13 +162,6 @@ class FakeEntraAuthority(FakeServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self._openid)
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
-
-    async def _start(self) -> None:
-        app = web.Application()
-        self.routes(app)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self._ssl).start()
 
     async def _openid(self, request: web.Request) -> web.Response:
         tenant = request.match_info["tenant"]

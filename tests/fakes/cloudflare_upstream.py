@@ -91,7 +91,7 @@ class FakeCloudflare(FakeServer):
     def stop(self) -> None:
         super().stop()
         for inner in (self.chat, self.responses, self.anthropic):
-            inner._loop.close()  # never started: their handlers run on this server's loop
+            inner.discard()  # never started: their handlers run on this server's loop
 
     async def _workers_ai(self, request: web.Request) -> web.StreamResponse:
         headers = _lower(request.headers)

@@ -191,7 +191,7 @@ class FakeCodex(FakeServer):
 
     def stop(self) -> None:
         super().stop()
-        self.inner._loop.close()
+        self.inner.discard()
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{prefix:.*}codex/responses", self._responses)

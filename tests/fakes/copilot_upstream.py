@@ -112,7 +112,7 @@ class FakeCopilot(FakeOpenAI):
     def stop(self) -> None:
         super().stop()
         for unused in (self.anthropic, self.responses):
-            unused._loop.close()
+            unused.discard()
 
     async def _policy(self, request: web.Request) -> web.Response:
         body = await request.json()

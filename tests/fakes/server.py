@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import threading
 from collections import deque
 from typing import Any, Self
@@ -17,6 +18,11 @@ from aiohttp import web
 
 
 def free_port() -> int:
+    """A port nothing listens on, for tests that need a dead address or hand a port to a subprocess.
+
+    Fake servers do not use it: they keep the socket they bound (see :class:`FakeServer`), so no other
+    process can take the port between choosing it and listening on it.
+    """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -26,7 +32,12 @@ class FakeServer:
     def __init__(self) -> None:
         self.requests: list[Any] = []
         self.actions: deque[Any] = deque()
-        self.port = free_port()
+        # Bound here and handed to aiohttp as is: the port is known at once and never released and re-bound.
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        #: Set by a subclass that serves HTTPS.
+        self.ssl_context: ssl.SSLContext | None = None
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -56,13 +67,19 @@ class FakeServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+        self._sock.close()
+
+    def discard(self) -> None:
+        """Release a fake that was never started (one whose handlers another fake serves on its own loop)."""
+        self._loop.close()
+        self._sock.close()
 
     async def _start(self) -> None:
         app = web.Application()
         self.routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await web.SockSite(self._runner, self._sock, ssl_context=self.ssl_context).start()
 
 
 async def read_body(request: web.Request) -> Any:

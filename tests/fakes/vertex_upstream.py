@@ -219,7 +219,7 @@ class FakeVertex(FakeServer):
 def _borrowed(cls: type[FakeServer]) -> Any:
     """An instance of another fake used only for its answer logic: it never serves, so its loop is closed."""
     fake = cls()
-    fake._loop.close()
+    fake.discard()
     return fake
 
 
