@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -375,27 +377,23 @@ def test_entra_token_refreshed_before_expiry(
 
 async def test_entra_one_refresh_at_a_time(entra: tuple[FakeAzure, FakeEntraAuthority]) -> None:
     _, authority = entra
-    authority.delay = 0.3
     p = _provider()
     auth = await ADAPTER.resolve(p, None, "ambient", dict(os.environ))
     assert auth.source == "Entra ID service principal client-1" and "api-key" not in auth.headers
     target = WireTarget(p.id, p.name, auth.base_url, "gpt-4.1", p.model("gpt-4.1"), p.compat, auth.headers)
     ctx = RequestContext({}, "openai-responses")
     calls = [UpstreamCall(auth.base_url + "/responses", b"{}", {}) for _ in range(5)]
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.02)
-
-    tick_task = asyncio.create_task(ticker())
-    outs = await asyncio.gather(*(ADAPTER.finalize(c, target, ctx) for c in calls))
-    tick_task.cancel()
+    authority.gate = threading.Event()
+    finalizing = asyncio.gather(*(ADAPTER.finalize(c, target, ctx) for c in calls))
+    # The token request now waits on the gate; only an event loop the fetch left free can open it.
+    deadline = time.monotonic() + 10
+    while not _token_requests(authority) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    authority.gate.set()
+    outs = await finalizing
+    assert authority.gated == [True], "the token fetch blocked the event loop"
     assert len(_token_requests(authority)) == 1
     assert {o.headers["authorization"] for o in outs} == {f"Bearer {authority.issued[0]}"}
-    assert ticks >= 5  # the event loop kept running while the token was fetched
 
 
 def test_entra_failure_is_401_with_the_fix(

@@ -10,6 +10,8 @@ import asyncio
 import datetime as dt
 import json
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -204,9 +206,14 @@ def test_arn_model_signature_verifies_at_an_endpoint_override(
 
 
 class FakeECS(FakeServer):
-    def __init__(self, expiration: str = "2099-01-01T00:00:00Z") -> None:
+    """ECS's credential endpoint. With a ``gate``, each answer waits until the test opens it (at most 10 s)
+    and records whether it was opened in time in ``gated``."""
+
+    def __init__(self, expiration: str = "2099-01-01T00:00:00Z", gate: threading.Event | None = None) -> None:
         super().__init__()
         self.expiration = expiration
+        self.gate = gate
+        self.gated: list[bool] = []
         self.active = self.max_active = 0
 
     def routes(self, app: web.Application) -> None:
@@ -216,7 +223,8 @@ class FakeECS(FakeServer):
         self.requests.append(dict(request.headers))
         self.active += 1
         self.max_active = max(self.max_active, self.active)
-        await asyncio.sleep(0.05)
+        if self.gate is not None:
+            self.gated.append(await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 10))
         self.active -= 1
         return web.json_response(
             {
@@ -246,33 +254,32 @@ def test_ecs_container_credentials(fake: FakeBedrock, monkeypatch: pytest.Monkey
 def test_refreshable_credentials_refresh_off_the_loop_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     # Expiring inside botocore's advisory refresh window (15 min): requests want a refresh; one at a time.
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=12)
-    ecs = FakeECS(soon.strftime("%Y-%m-%dT%H:%M:%SZ")).start()
+    gate = threading.Event()
+    ecs = FakeECS(soon.strftime("%Y-%m-%dT%H:%M:%SZ"), gate).start()
     try:
         monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", ecs.url + "/creds")
+        gate.set()  # the first load (resolve) is not under test
 
         async def run() -> list[UpstreamCall]:
             p = provider()
             auth = await ADAPTER.resolve(p, None, "ecs", dict(os.environ))
             target = WireTarget(p.id, p.name, auth.base_url, CLAUDE, None, p.compat, auth.headers)
             call = API.build(Request(CLAUDE, [Message("user", [Text("x")])]), target)
-            ticks = 0
-
-            async def ticker() -> None:
-                nonlocal ticks
-                while True:
-                    await asyncio.sleep(0.005)
-                    ticks += 1
-
-            task = asyncio.create_task(ticker())
-            calls = await asyncio.gather(
+            gate.clear()
+            seen = len(ecs.requests)
+            finalizing = asyncio.gather(
                 *(ADAPTER.finalize(call, target, RequestContext({}, API.name)) for _ in range(5))
             )
-            task.cancel()
-            assert ticks > 0  # the loop kept running while credentials loaded
-            return list(calls)
+            # The refresh now waits on the gate; only a loop that botocore's blocking fetch left free can open it.
+            deadline = time.monotonic() + 10
+            while len(ecs.requests) == seen and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            gate.set()
+            return list(await finalizing)
 
         calls = asyncio.run(run())
         assert all("ASIAECS0000000000XYZ" in c.headers["authorization"] for c in calls)
+        assert ecs.gated and all(ecs.gated), "the refresh blocked the event loop"
         assert len(ecs.requests) >= 2 and ecs.max_active == 1
     finally:
         ecs.stop()

@@ -11,7 +11,7 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -29,6 +29,7 @@ from tests.conftest import auth_json, models_json
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.claude_oauth import FakeClaudeAuth, s256
 from tests.fakes.server import free_port
+from tests.scripted_ui import ScriptedUI
 
 MODEL = "anthropic/claude-haiku-4-5"
 IDENTITY = "You are Claude Code, Anthropic's official CLI for Claude."
@@ -51,35 +52,6 @@ def backend(auth_server: FakeClaudeAuth) -> Iterator[FakeAnthropic]:
     auth_server.on_issue = lambda token: setattr(fake, "api_key", token)
     yield fake
     fake.stop()
-
-
-class ScriptedUI:
-    """A LoginUI: ``on_open(url)`` plays the browser; ``answers`` are returned by ``ask`` in order (a callable
-    gets the UI), after which ``ask`` blocks until released and raises EOFError, like a user who never types."""
-
-    def __init__(self, on_open: Callable[[str], None] | None = None, answers: list[Any] | None = None) -> None:
-        self.on_open = on_open
-        self.answers = list(answers or [])
-        self.said: list[str] = []
-        self.opened: list[str] = []
-        self.asked: list[str] = []
-        self.released = threading.Event()
-
-    def say(self, text: str) -> None:
-        self.said.append(text)
-
-    def ask(self, prompt: str, *, secret: bool = False) -> str:
-        self.asked.append(prompt)
-        if self.answers:
-            answer = self.answers.pop(0)
-            return str(answer(self) if callable(answer) else answer)
-        self.released.wait(10)
-        raise EOFError
-
-    def open_url(self, url: str) -> None:
-        self.opened.append(url)
-        if self.on_open is not None:
-            self.on_open(url)
 
 
 def _login(ui: ScriptedUI) -> dict[str, Any]:
@@ -123,7 +95,7 @@ def test_login_through_the_local_callback(auth_server: FakeClaudeAuth) -> None:
         answer = httpx.get(local)
         assert answer.status_code == 200 and "login complete" in answer.text
 
-    ui = ScriptedUI(on_open=browser)
+    ui = ScriptedUI(hold=True, on_open=browser)
     before = time.time() * 1000
     entry = _login(ui)
     assert set(entry) == {"type", "access", "refresh", "expires"}
@@ -143,7 +115,7 @@ def test_callback_with_a_wrong_state_is_refused_then_paste_wins(auth_server: Fak
         bad = httpx.get(f"http://127.0.0.1:{FLOW.callback_port()}/callback?code=x&state=other")
         assert bad.status_code == 400
 
-    ui = ScriptedUI(on_open=browser, answers=[_redirect_location])
+    ui = ScriptedUI(hold=True, on_open=browser, answers=[_redirect_location])
     assert _login(ui)["access"] == auth_server.issued[-1]
 
 
@@ -157,7 +129,7 @@ def test_paste_fallback(auth_server: FakeClaudeAuth, form: str) -> None:
         code, state = params["code"][0], params["state"][0]
         return f"{code}#{state}" if form == "code#state" else code
 
-    ui = ScriptedUI(answers=[paste])
+    ui = ScriptedUI(hold=True, answers=[paste])
     entry = _login(ui)
     assert entry["access"] == auth_server.issued[-1]
     assert ui.asked and "Paste" in ui.asked[0]
@@ -166,7 +138,7 @@ def test_paste_fallback(auth_server: FakeClaudeAuth, form: str) -> None:
 
 
 def test_paste_with_another_state_is_refused(auth_server: FakeClaudeAuth) -> None:
-    ui = ScriptedUI(answers=["somecode#not-this-login"])
+    ui = ScriptedUI(hold=True, answers=["somecode#not-this-login"])
     with pytest.raises(RuntimeError, match="state mismatch"):
         _login(ui)
     assert auth_server.bodies == []
@@ -178,7 +150,7 @@ def test_paste_works_when_the_callback_port_is_taken(auth_server: FakeClaudeAuth
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", FLOW.callback_port()))
         taken.listen()
-        ui = ScriptedUI(answers=[_redirect_location])
+        ui = ScriptedUI(hold=True, answers=[_redirect_location])
         assert _login(ui)["access"] == auth_server.issued[-1]
         assert any("Could not listen" in s for s in ui.said)
 
@@ -195,7 +167,7 @@ def test_code_from_paste_forms() -> None:
 
 
 def test_refused_code_fails_the_login(auth_server: FakeClaudeAuth) -> None:
-    ui = ScriptedUI(answers=["not-a-code-it-issued"])
+    ui = ScriptedUI(hold=True, answers=["not-a-code-it-issued"])
     with pytest.raises(RuntimeError, match="token exchange failed: HTTP 400"):
         _login(ui)
 
@@ -361,33 +333,35 @@ def test_oauth_token_env_is_preferred_over_the_api_key(
 # --- two processes refreshing at once --------------------------------------------------------
 
 
-def _refresh_in_child(path: str, start: Any, out: Any) -> None:
-    start.wait(10)
-    began = time.time()
+def _refresh_in_child(path: str, out: Any) -> None:
+    out.put(("asking", None))
     try:
         entry = asyncio.run(oauth.ensure_fresh(AuthStore(Path(path)), "anthropic"))
-        out.put(("ok", entry["access"], began, time.time()))
+        out.put(("ok", entry["access"]))
     except Exception as exc:  # reported to the parent
-        out.put(("error", repr(exc), began, time.time()))
+        out.put(("error", repr(exc)))
 
 
 def test_two_processes_refresh_once(isolated_env: Path, auth_server: FakeClaudeAuth) -> None:
     old = _seed(isolated_env, auth_server, expires_ms=time.time() * 1000 - 1000)
-    auth_server.refresh_delay = 0.5  # the first refresh is still running when the second process asks
+    # The first refresh is held until both processes have asked for a fresh token.
+    auth_server.refresh_gate = threading.Event()
     path = isolated_env / "auth.json"
     ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_refresh_in_child, args=(str(path), start, out)) for _ in range(2)]
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_refresh_in_child, args=(str(path), out)) for _ in range(2)]
     for p in procs:
         p.start()
-    time.sleep(0.5)  # let both children import
-    start.set()
+    assert [out.get(timeout=30) for _ in procs] == [("asking", None)] * 2
+    deadline = time.monotonic() + 30
+    while auth_server.refresh_requests == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    auth_server.refresh_gate.set()
     results = [out.get(timeout=30) for _ in procs]
     for p in procs:
         p.join(30)
         assert p.exitcode == 0
     assert [r[0] for r in results] == ["ok", "ok"], results
-    assert max(r[2] for r in results) < min(r[3] for r in results)  # both asked while a refresh was running
     refreshes = [b for b in auth_server.bodies if b["grant_type"] == "refresh_token"]
     assert len(refreshes) == 1 and refreshes[0]["refresh_token"] == old["refresh"]
     new_access = auth_server.issued[-1]

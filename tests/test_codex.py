@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -31,6 +30,7 @@ from tests.conftest import auth_json
 from tests.fakes.codex_upstream import CLAIM, Action, FakeCodex, FakeCodexAuth, make_jwt
 from tests.fakes.responses_upstream import encode, stream_events
 from tests.fakes.server import free_port
+from tests.scripted_ui import ScriptedUI
 
 MODEL = "openai-codex/gpt-5.4"
 WEATHER_TOOL = {
@@ -61,35 +61,6 @@ def backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCodex]:
     monkeypatch.setenv("SWITCHBOARD_CODEX_BASE_URL", server.url + "/backend-api")
     yield server
     server.stop()
-
-
-class ScriptedUI:
-    """A LoginUI: ``on_open(url)`` plays the browser; ``answers`` are returned by ``ask`` in order (a callable
-    gets the UI), after which ``ask`` blocks a while and raises EOFError, like a user who never types."""
-
-    def __init__(self, on_open: Callable[[str], None] | None = None, answers: list[Any] | None = None) -> None:
-        self.on_open = on_open
-        self.answers = list(answers or [])
-        self.said: list[str] = []
-        self.opened: list[str] = []
-        self.asked: list[str] = []
-        self.released = threading.Event()
-
-    def say(self, text: str) -> None:
-        self.said.append(text)
-
-    def ask(self, prompt: str, *, secret: bool = False) -> str:
-        self.asked.append(prompt)
-        if self.answers:
-            answer = self.answers.pop(0)
-            return str(answer(self) if callable(answer) else answer)
-        self.released.wait(10)
-        raise EOFError
-
-    def open_url(self, url: str) -> None:
-        self.opened.append(url)
-        if self.on_open is not None:
-            self.on_open(url)
 
 
 def _redirect_location(ui: ScriptedUI) -> str:
@@ -142,7 +113,7 @@ def test_browser_login_through_the_local_callback(oauth: FakeCodexAuth) -> None:
         assert bad.status_code == 400
         pages.append(httpx.get(url, follow_redirects=True))
 
-    ui = ScriptedUI(on_open=browser)
+    ui = ScriptedUI(hold=True, on_open=browser)
     t0 = time.time() * 1000
     entry = _login(ui)
     assert pages[0].status_code == 200 and "login complete" in pages[0].text
@@ -170,7 +141,7 @@ def test_callback_error_fails_the_login(oauth: FakeCodexAuth) -> None:
                   params={"error": "access_denied", "state": query["state"][0]})  # fmt: skip
 
     with pytest.raises(RuntimeError, match="access_denied"):
-        _login(ScriptedUI(on_open=browser))
+        _login(ScriptedUI(hold=True, on_open=browser))
 
 
 # --- login: paste fallback --------------------------------------------------------------------
@@ -188,7 +159,7 @@ def test_paste_fallback(oauth: FakeCodexAuth, form: str) -> None:
             "query": urlsplit(location).query,
         }[form]
 
-    ui = ScriptedUI(answers=[paste])
+    ui = ScriptedUI(hold=True, answers=[paste])
     entry = _login(ui)
     assert entry["access"] == oauth.issued[-1] and entry["accountId"] == "acct-1234"
     assert "redirect URL" in ui.asked[0] and "'d'" in ui.asked[0]
@@ -199,7 +170,7 @@ def test_paste_with_another_state_is_refused(oauth: FakeCodexAuth) -> None:
         return _redirect_location(ui).replace("state=", "state=x")
 
     with pytest.raises(RuntimeError, match="state mismatch"):
-        _login(ScriptedUI(answers=[paste]))
+        _login(ScriptedUI(hold=True, answers=[paste]))
     assert oauth.token_forms == []
 
 
@@ -208,7 +179,7 @@ def test_paste_works_when_the_callback_port_is_taken(oauth: FakeCodexAuth, monke
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         monkeypatch.setenv("SWITCHBOARD_CODEX_CALLBACK_PORT", str(busy.getsockname()[1]))
-        ui = ScriptedUI(answers=[_redirect_location])
+        ui = ScriptedUI(hold=True, answers=[_redirect_location])
         entry = _login(ui)
     assert entry["access"] == oauth.issued[-1]
     assert any("Could not listen" in s for s in ui.said)
@@ -225,13 +196,12 @@ def test_device_login_pending_then_slow_down_then_success(
     oauth.device_script = ["forbidden", "pending", "slow_down", "pending", "ok"]
     if how == "env":
         monkeypatch.setenv("SWITCHBOARD_LOGIN_DEVICE", "1")
-    ui = ScriptedUI(answers=["d"])
+    ui = ScriptedUI(hold=True, answers=["d"])
     entry = _login(ui)
     assert entry["access"] == oauth.issued[-1] and entry["accountId"] == "acct-1234"
     assert [step for _, step in oauth.device_polls] == ["forbidden", "pending", "slow_down", "pending", "ok"]
     times = [t for t, _ in oauth.device_polls]
-    assert times[2] - times[1] < 0.3  # the server's interval (0.05 s) before slow_down...
-    assert times[3] - times[2] >= 0.3  # ...backed off after it
+    assert times[3] - times[2] >= 0.3  # backed off by SLOW_DOWN_STEP after slow_down
     assert oauth.token_forms[-1]["redirect_uri"] == f"{oauth.url}/deviceauth/callback"
     assert ui.opened[-1] == f"{oauth.url}/codex/device"
     assert any("ABCD-1234" in s for s in ui.said)
@@ -243,7 +213,7 @@ def test_device_login_refused(oauth: FakeCodexAuth, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("SWITCHBOARD_LOGIN_DEVICE", "1")
     oauth.device_script = ["pending", "denied"]
     with pytest.raises(RuntimeError, match="access_denied"):
-        _login(ScriptedUI())
+        _login(ScriptedUI(hold=True))
 
 
 # --- refresh ----------------------------------------------------------------------------------

@@ -35,30 +35,11 @@ from providers.wire.base import UpstreamCall, WireTarget
 from tests.conftest import Proxy, auth_json, models_json
 from tests.fakes.copilot_upstream import DEVICE_CODE, USER_CODE, FakeCopilot, FakeGitHub, copilot_token
 from tests.fakes.openai_upstream import Action
+from tests.scripted_ui import ScriptedUI
 
 PID = "github-copilot"
 GH_TOKEN = "gho_fake_github_token_0123"
 StartProxy = Callable[..., Proxy]
-
-
-class ScriptedUI:
-    def __init__(self, answers: list[str]) -> None:
-        self.answers = list(answers)
-        self.prompts: list[str] = []
-        self.said: list[str] = []
-        self.opened: list[str] = []
-
-    def say(self, text: str) -> None:
-        self.said.append(text)
-
-    def ask(self, prompt: str, *, secret: bool = False) -> str:
-        self.prompts.append(prompt)
-        if not self.answers:
-            raise EOFError
-        return self.answers.pop(0)
-
-    def open_url(self, url: str) -> None:
-        self.opened.append(url)
 
 
 @pytest.fixture
@@ -100,7 +81,7 @@ def test_device_flow_pending_then_slow_down_then_success(
     before = time.time() * 1000
     entry = flow.login(ui)
 
-    assert ui.prompts == [DOMAIN_PROMPT]
+    assert ui.asked == [DOMAIN_PROMPT]
     assert ui.opened == ["https://github.com/login/device"]
     assert any(USER_CODE in line for line in ui.said)
     # One interval before the first poll; slow_down without an interval adds 5 s.

@@ -20,6 +20,7 @@ import ipaddress
 import json
 import secrets
 import ssl
+import threading
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,8 +149,10 @@ class FakeEntraAuthority(FakeServer):
         super().__init__()
         self.tenant, self.client_id, self.secret = tenant, client_id, secret
         self.expires_in = expires_in
-        #: Seconds the token endpoint waits before answering (to let concurrent refreshes overlap).
-        self.delay = 0.0
+        #: When set, the token endpoint waits until it is opened (at most 10 s) and records in ``gated`` whether
+        #: it was opened in time: a test opens it from the client's event loop, which must not be blocked.
+        self.gate: threading.Event | None = None
+        self.gated: list[bool] = []
         #: Every access token issued, in order.
         self.issued: list[str] = []
         self.ca_file = directory / "entra-ca.pem"
@@ -189,7 +192,8 @@ class FakeEntraAuthority(FakeServer):
     async def _answer_token(self, request: web.Request) -> web.Response:
         form = dict(await request.post())
         self.requests.append(("POST", request.path, form))
-        await asyncio.sleep(self.delay)
+        if self.gate is not None:
+            self.gated.append(await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 10))
         if form.get("grant_type") != "client_credentials":
             return _aad_error(400, "unsupported_grant_type", "AADSTS70003: the grant type is not supported.")
         if form.get("client_id") != self.client_id or form.get("client_secret") != self.secret:

@@ -9,8 +9,8 @@
 
 Tokens look like real ones (``sk-ant-oat01-...`` / ``sk-ant-ort01-...``). Every token request body is kept in
 ``bodies``; ``on_issue(access)`` is called for each new access token (tests hand it to the fake backend);
-``refresh_delay`` slows the refresh grant down, so that concurrent refreshes overlap; ``refresh_status``
-makes it answer that status instead.
+``refresh_gate``, when set, holds each refresh grant until the test opens it (at most 10 s), so that a test can
+make concurrent refreshes overlap without timing; ``refresh_status`` makes it answer that status instead.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import asyncio
 import base64
 import hashlib
 import itertools
+import threading
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -45,7 +46,9 @@ class FakeClaudeAuth(FakeServer):
         self.refresh_tokens: set[str] = set()
         self.issued: list[str] = []
         self.on_issue: Callable[[str], None] | None = None
-        self.refresh_delay = 0.0
+        self.refresh_gate: threading.Event | None = None
+        #: Refresh grants received (counted before the gate).
+        self.refresh_requests = 0
         #: When set, the refresh grant answers this status (an ``invalid_grant`` error body).
         self.refresh_status: int | None = None
         self._n = itertools.count(1)
@@ -117,8 +120,9 @@ class FakeClaudeAuth(FakeServer):
                 return _err(400, "invalid_grant", "redirect_uri mismatch")
             return web.json_response(self.issue())
         if grant == "refresh_token":
-            if self.refresh_delay:
-                await asyncio.sleep(self.refresh_delay)
+            self.refresh_requests += 1
+            if self.refresh_gate is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.refresh_gate.wait, 10)
             if self.refresh_status is not None:
                 return _err(self.refresh_status, "invalid_grant", "refused by the test")
             token = str(body.get("refresh_token"))
