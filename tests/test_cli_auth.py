@@ -93,6 +93,20 @@ class Term:
     def send(self, line: str) -> None:
         os.write(self.fd, line.encode() + b"\r")
 
+    def reading(self) -> None:
+        """Wait until the process sleeps in a read of its terminal (Linux: its kernel wait channel).
+
+        A ^C typed while Python is still writing the prompt sets the interrupt flag before the read starts
+        and is only noticed after the next line: a user never types that fast, a test does.
+        """
+        deadline = time.monotonic() + _TIMEOUT
+        while time.monotonic() < deadline:
+            with open(f"/proc/{self.pid}/wchan") as f:
+                if f.read() in ("wait_woken", "n_tty_read"):
+                    return
+            time.sleep(0.01)
+        raise AssertionError(f"the process never waited for input; terminal:\n{self.output}")
+
     def wait(self) -> int:
         deadline = time.monotonic() + _TIMEOUT
         while time.monotonic() < deadline and self._read(deadline):
@@ -521,6 +535,7 @@ def test_choose_in_process_ambiguous_id_and_eof() -> None:
 def test_ctrl_c_at_the_menu_ends_without_a_traceback(env: dict[str, str], isolated_env: Path) -> None:
     t = term(env, "login")
     t.expect("Number or id (Enter to cancel): ")
+    t.reading()
     os.write(t.fd, b"\x03")  # the terminal turns ^C into SIGINT
     assert t.wait() == 130
     assert "Traceback" not in t.output and "Cancelled" in t.output
