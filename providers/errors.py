@@ -13,7 +13,10 @@ one boundary each (the transport, the config loaders) with ``raise ... from exc`
     ├── ConfigError                         500 config_error            a config file is invalid (file + key path)
     ├── UpstreamError                       upstream status             the provider answered 4xx/5xx
     ├── UpstreamTimeout                     504 timeout                 no answer within the read timeout
-    └── UpstreamUnreachable                 502 upstream_unreachable    connection refused, DNS, TLS
+    ├── UpstreamUnreachable                 502 upstream_unreachable    connection refused, DNS, TLS, redirects,
+    │                                                                   a cut or unreadable answer
+    ├── ServerShuttingDown                  503 server_shutdown         the server stopped before the answer ended
+    └── ClientDisconnected                  499 client_disconnected     the client left mid-upload (nobody reads it)
 
 Messages say how to fix the problem and never contain a secret.
 """
@@ -23,11 +26,13 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ClientDisconnected",
     "ConfigError",
     "InvalidRequest",
     "MissingCredentials",
     "NotFound",
     "NotImplementedYet",
+    "ServerShuttingDown",
     "SwitchboardError",
     "UpstreamError",
     "UpstreamTimeout",
@@ -121,3 +126,25 @@ class UpstreamUnreachable(SwitchboardError):
     status = 502
     type = "upstream_unreachable"
     code = "upstream_unreachable"
+
+
+class ServerShuttingDown(SwitchboardError):
+    """The server is stopping and ended a request still in flight."""
+
+    status = 503
+    type = "server_shutdown"
+    code = "server_shutdown"
+
+    def __init__(self) -> None:
+        super().__init__("Switchboard is shutting down; retry the request")
+
+
+class ClientDisconnected(SwitchboardError):
+    """The client went away before its request body arrived (nginx's 499): nobody reads the answer.
+
+    A :class:`SwitchboardError` rather than a cancellation so the handler's ordinary error path ends
+    the request quietly (the server drops what is sent to a closed connection).
+    """
+
+    status = 499
+    code = "client_disconnected"

@@ -18,6 +18,7 @@ from litestar.types import Receive, Scope, Send
 
 from providers.errors import InvalidRequest, SwitchboardError
 
+from .asgi import hide_paths
 from .chat import handle_chat_completions
 from .config import Paths, ServerConfig
 from .models import get_model, list_models
@@ -52,8 +53,13 @@ def models_get(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 @get(path="/healthz", sync_to_thread=False)
 def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """Always 200 while the process serves: a broken config file keeps the last good state in use, so a
+    liveness probe must not restart the proxy over it; ``"degraded"`` and ``problems`` say what to fix."""
     rt = _rt(request)
-    return {"status": "ok", "providers": len(rt.registry)}
+    problems = [hide_paths(p) for p in rt.problems()]
+    if not problems:
+        return {"status": "ok", "providers": len(rt.registry)}
+    return {"status": "degraded", "providers": len(rt.registry), "problems": problems}
 
 
 def _error_response(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -70,7 +76,9 @@ def _error_response(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     else:
         log.exception("unexpected error")
         err = SwitchboardError("internal error in Switchboard; see the server log", code="internal_error")
-    return Response(err.envelope(), status_code=err.status, headers=err.headers or None)
+    envelope = err.envelope()
+    envelope["error"]["message"] = hide_paths(err.message)
+    return Response(envelope, status_code=err.status, headers=err.headers or None)
 
 
 def create_app(paths: Paths, config: ServerConfig, cli_keys: Mapping[str, str] | None = None) -> Litestar:

@@ -3,38 +3,60 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import msgspec
 
-from providers.errors import InvalidRequest, SwitchboardError
+from providers.errors import ClientDisconnected, SwitchboardError
 
-__all__ = ["DisconnectWatch", "Receive", "Scope", "Send", "read_body", "send_error", "send_json"]
+__all__ = [
+    "DisconnectWatch",
+    "Receive",
+    "Scope",
+    "Send",
+    "hide_paths",
+    "read_body_buffer",
+    "send_error",
+    "send_json",
+]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-#: Requests carry base64 images; beyond this the client is almost certainly sending something wrong.
-MAX_BODY = 64 * 1024 * 1024
 _JSON = [(b"content-type", b"application/json")]
 
 
-async def read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
+async def read_body_buffer(receive: Receive, scope: Scope) -> bytearray:
+    """The whole request body in one buffer sized from ``Content-Length``: the peak is the body's size.
+
+    Holding the chunks and then their join would need twice the body; a large body with base64 images
+    is where that matters. msgspec decodes a bytearray as it does bytes. The size limit is enforced in
+    front of the app (:mod:`proxy.guard`).
+    """
+    length = 0
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            length = int(value)
+            break
+    buf = bytearray(length)
+    pos = 0
     while True:
         msg = await receive()
         if msg["type"] == "http.disconnect":
-            raise asyncio.CancelledError
+            raise ClientDisconnected("the client closed the connection while sending the request body")
         body = msg.get("body", b"")
-        size += len(body)
-        if size > MAX_BODY:
-            raise InvalidRequest(f"request body larger than {MAX_BODY // 1024 // 1024} MiB", status=413)
-        chunks.append(body)
+        end = pos + len(body)
+        # Within the preallocated size this copies in place; past it (a chunked body) it appends.
+        buf[pos:end] = body
+        pos = end
         if not msg.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            break
+    del buf[pos:]
+    return buf
 
 
 async def send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -45,7 +67,29 @@ async def send_json(send: Send, status: int, body: bytes, headers: list[tuple[by
 async def send_error(send: Send, exc: SwitchboardError) -> None:
     headers = list(_JSON)
     headers.extend((k.encode(), v.encode()) for k, v in exc.headers.items())
-    await send_json(send, exc.status, msgspec.json.encode(exc.envelope()), headers)
+    envelope = exc.envelope()
+    envelope["error"]["message"] = hide_paths(exc.message)
+    await send_json(send, exc.status, msgspec.json.encode(envelope), headers)
+
+
+def hide_paths(message: str) -> str:
+    """``message`` without the server's directories: the home directory becomes ``~`` and
+    ``SWITCHBOARD_HOME`` becomes ``$SWITCHBOARD_HOME``, so the hint still names the file to fix.
+
+    Only on the error path, so reading the environment per call costs nothing that matters.
+    """
+    sb_home = os.environ.get("SWITCHBOARD_HOME")
+    if sb_home:
+        message = _replace_dir(message, os.path.abspath(os.path.expanduser(sb_home)), "$SWITCHBOARD_HOME")
+    home = os.path.expanduser("~")
+    if len(home) > 1:
+        message = _replace_dir(message, home, "~")
+    return message
+
+
+def _replace_dir(message: str, directory: str, name: str) -> str:
+    # Whole path prefixes only: not "/root" inside "https://host/root/x" or "/rootless".
+    return re.sub(rf"(?<![\w./:-]){re.escape(directory.rstrip('/'))}(?=/|\b|$)", name, message)
 
 
 class DisconnectWatch:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
+import getpass
 import json
 import logging
 import os
@@ -11,6 +11,8 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
 
 from providers.errors import ConfigError, SwitchboardError
 from providers.registry import Registry
@@ -56,12 +58,15 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="PROVIDER=KEY",
-        help="a key for one provider, before auth.json and env vars; repeatable",
+        help="a key for one provider, before auth.json and env vars; repeatable. A key given inline is "
+        "visible to every local user in the process list (/proc/PID/cmdline): prefer PROVIDER=@FILE "
+        "(read from a file only you can read) or PROVIDER=- (one line from stdin)",
     )
     serve.add_argument(
         "--insecure-no-auth",
         action="store_true",
-        help="allow binding a non-loopback address although clients are not authenticated",
+        help="allow binding a non-loopback address although clients are not authenticated: anyone "
+        "who can reach the port spends your provider credits",
     )
     serve.set_defaults(func=_serve)
 
@@ -71,6 +76,44 @@ def _parser() -> argparse.ArgumentParser:
     models.set_defaults(func=_models)
     add_auth_commands(sub)
     return p
+
+
+def _read_key_sources(pairs: Sequence[str]) -> list[str]:
+    """``PROVIDER=@FILE`` and ``PROVIDER=-`` (stdin, one line) replaced by ``PROVIDER=KEY``."""
+    out: list[str] = []
+    stdin_used = False
+    for pair in pairs:
+        provider, sep, value = pair.partition("=")
+        if sep and value == "-":
+            if stdin_used:
+                raise ConfigError("--api-key PROVIDER=- reads stdin, which can give one key only; use @FILE for others")
+            stdin_used = True
+            # At a terminal, ask without echo; from a pipe, read one line.
+            value = (getpass.getpass(f"{provider} API key: ") if sys.stdin.isatty() else sys.stdin.readline()).strip()
+            if not value:
+                raise ConfigError(f"--api-key {provider}=- read an empty line from stdin; pipe the key in")
+        elif sep and value.startswith("@"):
+            value = _read_key_file(provider, Path(value[1:]).expanduser())
+        out.append(f"{provider}{sep}{value}")
+    return out
+
+
+def _read_key_file(provider: str, path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--api-key {provider}=@{path}: cannot read the key file ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--api-key {provider}=@{path}: the key file is not UTF-8 text") from exc
+    if mode & 0o077:
+        raise ConfigError(
+            f"--api-key {provider}=@{path}: the key file can be read by other users; run 'chmod 600 {path}'"
+        )
+    key = text.strip()
+    if not key:
+        raise ConfigError(f"--api-key {provider}=@{path}: the key file is empty")
+    return key
 
 
 def _parse_api_keys(pairs: Sequence[str], registry: Registry) -> dict[str, str]:
@@ -91,50 +134,36 @@ def _parse_api_keys(pairs: Sequence[str], registry: Registry) -> dict[str, str]:
     return out
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _serve(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    import uvicorn
-
     from .app import create_app
+    from .guard import is_loopback
     from .runtime import build_registry
+    from .server import build_server
 
     paths = Paths.from_env()
     config = load_server_config(paths.config_json)
     host = args.host or config.host
     port = args.port if args.port is not None else config.port
-    if not _is_loopback(host) and not (args.insecure_no_auth or config.insecure_no_auth):
+    insecure = args.insecure_no_auth or config.insecure_no_auth
+    if not is_loopback(host) and not insecure:
         raise ConfigError(
             f"refusing to serve on {host}: clients are not authenticated yet, so anyone who can reach it "
             "would spend your provider credits. Bind 127.0.0.1, or pass --insecure-no-auth if the "
             "network itself is trusted"
         )
-    cli_keys = _parse_api_keys(args.api_key, build_registry(paths)) if args.api_key else {}
+    cli_keys = _parse_api_keys(_read_key_sources(args.api_key), build_registry(paths)) if args.api_key else {}
     app = create_app(paths, config, cli_keys)
     runtime = app.state.runtime
     usable = [p.id for p in runtime.registry if runtime.credentials.available(p)]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            loop="auto",
-            http="auto",
-            server_header=False,
-            date_header=False,
+    server = build_server(app, config, host, port)
+    if insecure:
+        log.warning(
+            "--insecure-no-auth: clients are not authenticated; anyone who can reach %s:%d spends your "
+            "provider credits",
+            host,
+            port,
         )
-    )
     log.info(
         "switchboard starting on http://%s:%d (home %s; providers with credentials: %s; set up in %.0f ms)",
         host,
@@ -144,13 +173,13 @@ def _serve(args: argparse.Namespace) -> int:
         (time.perf_counter() - t0) * 1000,
     )
 
-    def _stop(signum: int, frame: object) -> None:
-        server.should_exit = True
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        server.handle_exit(signum, frame)
 
-    # uvicorn handles SIGINT/SIGTERM itself, then re-raises the signal at the handler that was there
-    # before it; with Python's defaults that ends the process with KeyboardInterrupt or "killed by
-    # SIGTERM" after a clean shutdown. This handler makes that re-raise a no-op (and a signal that
-    # arrives before uvicorn is listening still stops it).
+    # A signal before uvicorn installs its handlers still stops the server (and a second one cuts the
+    # shutdown short). uvicorn re-raises the signals it caught at these handlers once it has stopped;
+    # they then find the server stopped and do nothing, so the process exits 0 instead of dying with
+    # KeyboardInterrupt or "killed by SIGTERM".
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _stop)
     server.run()

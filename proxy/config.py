@@ -8,9 +8,16 @@ with their path). Example::
       "host": "127.0.0.1",
       "port": 8642,
       "aliases": {"fast": "groq/llama-3.3-70b-versatile", "smart": "openrouter/anthropic/claude-sonnet-4.5"},
-      "timeouts": {"connect": 10, "read": 600},
-      "discovery": {"enabled": true, "interval": 3600}
+      "timeouts": {"connect": 10, "read": 600, "total": 600, "request_head": 10, "shutdown": 30},
+      "discovery": {"enabled": true, "interval": 3600},
+      "allowed_hosts": ["switchboard.internal"],
+      "max_connections": 1000,
+      "max_body_mb": 64
     }
+
+``allowed_hosts`` lists the ``Host`` names served besides loopback ones (``"*"`` serves any): needed
+behind a reverse proxy that forwards its own host name. Bound to a loopback address, any other ``Host``
+is refused, so a web page whose DNS name was rebound to 127.0.0.1 cannot read the answers.
 """
 
 from __future__ import annotations
@@ -18,12 +25,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
 from providers.errors import ConfigError
 
 __all__ = ["Paths", "ServerConfig", "load_server_config"]
+
+_Positive = Annotated[float, msgspec.Meta(gt=0)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +63,15 @@ class Paths:
 
 
 class TimeoutConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    connect: float = 10.0
-    read: float = 600.0
+    connect: _Positive = 10.0
+    #: Longest wait for a provider's response headers, and between two complete events of a stream.
+    read: _Positive = 600.0
+    #: Deadline for a whole non-streaming request (headers and body); unset: the same as ``read``.
+    total: _Positive | None = None
+    #: Seconds a client has to send a complete request head; idle and half-sent connections are closed.
+    request_head: _Positive = 10.0
+    #: Seconds a stopping server lets in-flight requests finish before ending them with an error.
+    shutdown: Annotated[float, msgspec.Meta(ge=0)] = 30.0
 
 
 class DiscoveryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -72,6 +89,12 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     discovery: DiscoveryConfig = DiscoveryConfig()
     #: Serve on a non-loopback address with no client authentication (see `switchboard serve --help`).
     insecure_no_auth: bool = False
+    #: Host names served besides loopback ones; ``["*"]`` serves any (see the module docstring).
+    allowed_hosts: list[str] | None = None
+    #: Concurrent client connections; default: derived from the open-file limit.
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    #: Largest request body accepted, in MiB (base64 images make bodies large).
+    max_body_mb: _Positive = 64.0
 
 
 def load_server_config(path: Path) -> ServerConfig:

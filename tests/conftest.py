@@ -1,7 +1,7 @@
 """Shared fixtures: an isolated environment for every test, fake upstreams, and a live proxy.
 
-The proxy runs in-process under uvicorn on a free loopback port in its own thread, exactly as
-``switchboard serve`` runs it; clients (the real ``openai`` SDK, httpx) talk to it over HTTP.
+The proxy runs in-process under uvicorn on a free loopback port in its own thread, built by the same
+``build_server`` as ``switchboard serve``; clients (the real ``openai`` SDK, httpx) talk to it over HTTP.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import uvicorn
 from providers.registry import load_builtin_providers
 from proxy.app import create_app
 from proxy.config import Paths, ServerConfig
+from proxy.server import build_server
 from tests.fakes.openai_upstream import FakeOpenAI
 
 _CLOUD_PREFIXES = ("AWS_", "GOOGLE_", "GCLOUD_", "AZURE_", "CLOUDFLARE_", "ANTHROPIC_", "SWITCHBOARD_")
@@ -135,14 +136,18 @@ def start_proxy(isolated_env: Path) -> Iterator[Callable[..., Proxy]]:
     root = logging.getLogger()
     old_level = root.level
 
-    def start(config: ServerConfig | None = None, cli_keys: dict[str, str] | None = None) -> Proxy:
+    def start(
+        config: ServerConfig | None = None, cli_keys: dict[str, str] | None = None, bind_host: str = "127.0.0.1"
+    ) -> Proxy:
+        """``bind_host`` is the address the server is told it serves (its checks depend on it); the
+        socket itself is always on 127.0.0.1."""
         paths = Paths.from_env()
         config = config or ServerConfig(discovery=ServerConfig().discovery.__class__(enabled=False))
         app = create_app(paths, config, cli_keys)
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+        server = build_server(app, config, bind_host, port)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         logs: list[logging.LogRecord] = []
         handler = _Capture(logs)

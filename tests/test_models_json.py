@@ -137,7 +137,7 @@ def test_auth_header_without_api_key_is_an_error(isolated_env: Path, fake_openai
     )
     assert resp.status_code == 401
     message = resp.json()["error"]["message"]
-    assert "providers.vllm.apiKey" in message and str(isolated_env / "models.json") in message
+    assert "providers.vllm.apiKey" in message and "$SWITCHBOARD_HOME/models.json" in message
     assert fake_openai.requests == []
     assert not any(i.startswith("vllm/") for i in _listed(proxy))
 
