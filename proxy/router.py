@@ -11,7 +11,9 @@ Rules, in order:
    the provider that has credentials and lists that id, when exactly one does.
 
 Results are cached per model string; :meth:`Router.rebuild` is called when the registry or credentials
-change.
+change. The cache is reached by any client string, so it is bounded in entries and in key length (longer
+names are refused before any lookup), holds only names that resolved to a model the catalog or an alias
+knows (a typo or an invented id costs a lookup each time, not a slot), and messages quote a name cut short.
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ from providers.credentials import adapter_for
 from providers.errors import InvalidRequest, NotFound
 from providers.registry import Compat, Model, Provider, Registry
 
-__all__ = ["Router", "Target"]
+__all__ = ["MAX_MODEL_LENGTH", "Router", "Target"]
 
+#: Longest model name accepted: real ids (Bedrock ARNs, OpenRouter paths) stay under ~150 characters.
+MAX_MODEL_LENGTH = 256
 _CACHE_LIMIT = 4096
+#: How much of a client's model name an error message quotes.
+_QUOTED = 80
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +69,26 @@ class Router:
             self._registry = registry
         self._cache.clear()
 
+    @property
+    def cache_size(self) -> int:
+        return len(self._cache)
+
     def resolve(self, name: str) -> Target:
-        """Raises :class:`NotFound` (404, with close matches) or :class:`InvalidRequest` (ambiguous)."""
+        """Raises :class:`NotFound` (404, with close matches) or :class:`InvalidRequest` (ambiguous, too long)."""
         hit = self._cache.get(name)
         if hit is not None:
             return hit
+        if len(name) > MAX_MODEL_LENGTH:
+            raise InvalidRequest(
+                f"'model' is {len(name)} characters long; model ids are at most {MAX_MODEL_LENGTH} "
+                "(use 'provider/model-id'; GET /v1/models lists them)",
+                param="model",
+            )
         target = self._resolve(name)
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[name] = target
+        if target.model is not None or name in self._aliases:
+            if len(self._cache) >= _CACHE_LIMIT:
+                del self._cache[next(iter(self._cache))]  # the oldest entry
+            self._cache[name] = target
         return target
 
     def _resolve(self, name: str) -> Target:
@@ -81,7 +98,7 @@ class Router:
         while name in self._aliases:
             name = self._aliases[name]
             if name in seen:
-                raise InvalidRequest(f"alias loop in the server config involving {name!r}", param="model")
+                raise InvalidRequest(f"alias loop in the server config involving {_quote(name)}", param="model")
             seen.add(name)
         head, sep, rest = name.partition("/")
         if sep and rest:
@@ -97,7 +114,7 @@ class Router:
         if len(owners) > 1:
             choices = ", ".join(f"{p.id}/{name}" for p in owners)
             raise InvalidRequest(
-                f"model {name!r} is offered by several configured providers; name one: {choices}",
+                f"model {_quote(name)} is offered by several configured providers; name one: {choices}",
                 param="model",
                 code="ambiguous_model",
             )
@@ -111,12 +128,16 @@ class Router:
         close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
         if sep and not close:
             close = [f"{pid}/..." for pid in self._registry.close_provider_ids(head)]
-        msg = f"unknown model {name!r}: use 'provider/model-id' (GET /v1/models lists what is available)"
+        msg = f"unknown model {_quote(name)}: use 'provider/model-id' (GET /v1/models lists what is available)"
         if not configured:
             msg += "; no provider has credentials yet (run 'switchboard models' to see which env vars to set)"
         if close:
             msg += "; did you mean " + ", ".join(repr(c) for c in close) + "?"
         return msg
+
+
+def _quote(name: str) -> str:
+    return repr(name) if len(name) <= _QUOTED else repr(name[:_QUOTED]) + f"... ({len(name)} characters)"
 
 
 def _target(provider: Provider, upstream_model: str) -> Target:

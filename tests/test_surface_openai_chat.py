@@ -116,9 +116,9 @@ def test_decode_full_conversation() -> None:
             _body(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}]),
             "messages[0].content[0]",
         ),
-        (_body(tools=[{"type": "code_interpreter"}]), "tools[0]"),
+        (_body(tools=[{"type": "code_interpreter"}]), "tools[0].type"),
         (_body(tool_choice="sometimes"), "tool_choice"),
-        (_body(stop=[1]), "stop"),
+        (_body(stop=[1]), "stop[0]"),
     ],
 )
 def test_decode_rejects_what_cannot_be_honoured(body, param) -> None:

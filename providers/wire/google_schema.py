@@ -15,6 +15,8 @@ MCP servers), so :func:`clean_schema` rewrites it, as the google-genai SDK does 
 * ``"type": ["string", "null"]`` and ``anyOf [..., {"type": "null"}]`` become ``nullable``;
 * ``enum`` values are strings (enums of numbers are listed in the description instead);
 * ``format`` is kept only where Gemini knows it; ``required`` only names declared properties;
+* a keyword of the wrong type (``"required": 5``) is dropped as if absent, and the cleaned schema is
+  bounded in size and depth (inlining can multiply a small schema), beyond which it is a 400;
 * everything else (``$schema``, ``additionalProperties``, ``strict``, ``default``, ``examples``,
   ``patternProperties``, ``not``, ``if``/``then``, ...) is dropped.
 """
@@ -67,6 +69,30 @@ _EXTRA_GENERATION = {"top_k": "topK", "seed": "seed", "presence_penalty": "prese
     "frequency_penalty": "frequencyPenalty"
 }
 _FORMATS = {"STRING": {"enum", "date-time"}, "NUMBER": {"float", "double"}, "INTEGER": {"int32", "int64"}}
+#: Limits on the cleaned schema: far above real tool schemas, far below what exhausts the recursion limit
+#: or memory when each ``$ref`` to a ``$defs`` entry that refers to others twice doubles the output.
+_MAX_NODES = 5000
+_MAX_NESTING = 48
+
+
+class _Budget:
+    """Nodes left to produce for one schema (``$ref`` inlining can multiply them), and the current depth."""
+
+    __slots__ = ("depth", "left", "where")
+
+    def __init__(self, where: str) -> None:
+        self.left = _MAX_NODES
+        self.depth = 0
+        self.where = where
+
+    def spend(self) -> None:
+        self.left -= 1
+        if self.left < 0 or self.depth > _MAX_NESTING:
+            raise InvalidRequest(
+                f"{self.where}: the schema expands (after inlining $ref) beyond {_MAX_NODES} nodes or "
+                f"{_MAX_NESTING} levels; simplify it or reference fewer definitions",
+                param=self.where,
+            )
 
 
 def convert_tools(tools: list[Tool]) -> list[dict[str, Any]]:
@@ -120,17 +146,32 @@ def clean_schema(schema: Any, *, where: str) -> dict[str, Any]:
     if not isinstance(schema, dict):
         raise InvalidRequest(f"{where}: a JSON schema must be an object", param=where)
     defs = _collect_defs(schema, {})
-    return _clean(schema, defs, (), where)
+    return _clean(schema, defs, (), where, _Budget(where))
 
 
 def _collect_defs(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
-    found = {**(node.get("definitions") or {}), **(node.get("$defs") or {})}
+    found = {**_dict(node.get("definitions")), **_dict(node.get("$defs"))}
     return {**defs, **found} if found else defs
 
 
-def _clean(node: Any, defs: dict[str, Any], refs: tuple[str, ...], where: str) -> dict[str, Any]:
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _clean(node: Any, defs: dict[str, Any], refs: tuple[str, ...], where: str, budget: _Budget) -> dict[str, Any]:
     if not isinstance(node, dict):
         return {}  # ``true`` / ``{}``: any value; Gemini has no better way to say it
+    budget.spend()
+    budget.depth += 1
+    try:
+        return _clean_node(node, defs, refs, where, budget)
+    finally:
+        budget.depth -= 1
+
+
+def _clean_node(
+    node: dict[str, Any], defs: dict[str, Any], refs: tuple[str, ...], where: str, budget: _Budget
+) -> dict[str, Any]:
     defs = _collect_defs(node, defs)
     node, refs = _deref(node, defs, refs, where)
     if "allOf" in node:
@@ -139,13 +180,13 @@ def _clean(node: Any, defs: dict[str, Any], refs: tuple[str, ...], where: str) -
     _convert_type(node, out)
     alternatives = node.get("anyOf", node.get("oneOf"))
     if isinstance(alternatives, list):
-        _convert_any_of(alternatives, defs, refs, where, out)
+        _convert_any_of(alternatives, defs, refs, where, out, budget)
     _convert_enum(node, out)
     for key in _PLAIN:
         if key in node and key not in out:
             out[key] = node[key]
     _convert_format(node, out)
-    _convert_children(node, defs, refs, where, out)
+    _convert_children(node, defs, refs, where, out, budget)
     return out
 
 
@@ -183,9 +224,10 @@ def _merge_all_of(node: dict[str, Any], defs: dict[str, Any], refs: tuple[str, .
         part, _ = _deref(part, defs, refs, where)
         for key, value in part.items():
             if key == "properties" and isinstance(value, dict):
-                merged["properties"] = {**(merged.get("properties") or {}), **value}
+                merged["properties"] = {**_dict(merged.get("properties")), **value}
             elif key == "required" and isinstance(value, list):
-                merged["required"] = [*(merged.get("required") or []), *value]
+                before = merged.get("required")
+                merged["required"] = [*(before if isinstance(before, list) else ()), *value]
             else:
                 merged.setdefault(key, value)
     return merged
@@ -193,7 +235,9 @@ def _merge_all_of(node: dict[str, Any], defs: dict[str, Any], refs: tuple[str, .
 
 def _convert_type(node: dict[str, Any], out: dict[str, Any]) -> None:
     kind = node.get("type")
-    names = kind if isinstance(kind, list) else [kind] if isinstance(kind, str) else []
+    names = (
+        [kind] if isinstance(kind, str) else [n for n in kind if isinstance(n, str)] if isinstance(kind, list) else []
+    )
     types = [_TYPES[n] for n in names if n in _TYPES and n != "null"]
     if "null" in names or node.get("nullable") is True:
         out["nullable"] = True
@@ -221,11 +265,16 @@ def _enum_type(values: list[Any]) -> str:
 
 
 def _convert_any_of(
-    alternatives: list[Any], defs: dict[str, Any], refs: tuple[str, ...], where: str, out: dict[str, Any]
+    alternatives: list[Any],
+    defs: dict[str, Any],
+    refs: tuple[str, ...],
+    where: str,
+    out: dict[str, Any],
+    budget: _Budget,
 ) -> None:
     options: list[dict[str, Any]] = []
     for alt in alternatives:
-        cleaned = _clean(alt, defs, refs, where)
+        cleaned = _clean(alt, defs, refs, where, budget)
         if cleaned.get("type") == "NULL" or cleaned == {"nullable": True}:
             out["nullable"] = True
         else:
@@ -260,25 +309,24 @@ def _convert_format(node: dict[str, Any], out: dict[str, Any]) -> None:
 
 
 def _convert_children(
-    node: dict[str, Any], defs: dict[str, Any], refs: tuple[str, ...], where: str, out: dict[str, Any]
+    node: dict[str, Any], defs: dict[str, Any], refs: tuple[str, ...], where: str, out: dict[str, Any], budget: _Budget
 ) -> None:
     props = node.get("properties")
     if isinstance(props, dict) and props:
-        out["properties"] = {str(k): _clean(v, defs, refs, f"{where}.{k}") for k, v in props.items()}
+        out["properties"] = {str(k): _clean(v, defs, refs, f"{where}.{k}", budget) for k, v in props.items()}
         required = node.get("required")
         if isinstance(required, list):
-            named = [r for r in dict.fromkeys(required) if r in out["properties"]]
+            named = [r for r in dict.fromkeys(r for r in required if isinstance(r, str)) if r in out["properties"]]
             if named:
                 out["required"] = named
-    if "propertyOrdering" in out and "properties" in out:
-        out["propertyOrdering"] = [p for p in out["propertyOrdering"] if p in out["properties"]]
-    elif "propertyOrdering" in out:
-        del out["propertyOrdering"]
+    ordering = out.pop("propertyOrdering", None)
+    if isinstance(ordering, list) and "properties" in out:
+        out["propertyOrdering"] = [p for p in ordering if isinstance(p, str) and p in out["properties"]]
     items = node.get("items")
     if isinstance(items, list):  # draft-4 tuple form: any of the listed item schemas
         items = {"anyOf": items} if len(items) > 1 else (items[0] if items else {})
     if isinstance(items, dict):
-        out["items"] = _clean(items, defs, refs, f"{where}[]")
+        out["items"] = _clean(items, defs, refs, f"{where}[]", budget)
 
 
 # --- request configuration ---------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """OpenAI chat-completions request → canonical :class:`Request` (the translated path only).
 
-Raises :class:`InvalidRequest` naming the parameter and the provider for what the target cannot honour
-(``n > 1``, ``logprobs``, audio), and for malformed messages. Sampling knobs with no equivalent
+The body is first typed by :func:`~proxy.surfaces.openai_chat_types.validate` (a wrong type anywhere is a
+400 naming its path), so the converters below meet only declared types. Raises :class:`InvalidRequest`
+naming the parameter and the provider for what the target cannot honour (``n > 1``, ``logprobs``, audio output,
+audio or file parts) and for image URLs it cannot send. Sampling knobs with no equivalent
 upstream (``seed``, penalties, ``logit_bias``) are dropped: they tune, not change, the answer's meaning.
 
 Thinking from earlier turns comes back on assistant messages as ``reasoning_content`` (text only) or
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import Any, Literal
 
 from providers.canonical import (
     Block,
@@ -28,6 +30,24 @@ from providers.canonical import (
     ToolResult,
 )
 from providers.errors import InvalidRequest
+
+from .openai_chat_types import (
+    AssistantMessage,
+    ChatMessage,
+    ChatRequest,
+    ContentPart,
+    DeveloperMessage,
+    ImagePart,
+    InputAudioPart,
+    NamedToolChoice,
+    RefusalPart,
+    SystemMessage,
+    TextPart,
+    ThinkingBlockIn,
+    ToolSpec,
+    UserMessage,
+    validate,
+)
 
 __all__ = ["decode_request"]
 
@@ -74,101 +94,90 @@ _KNOWN = frozenset(
 
 
 def decode_request(body: dict[str, Any], upstream_model: str, provider_name: str) -> Request:
-    _reject_unsupported(body, provider_name)
+    """``body`` (from :func:`decode_body`) as a canonical request; raises :class:`InvalidRequest`."""
+    req = validate(body)
+    _reject_unsupported(req, provider_name)
     system: list[Text] = []
     messages: list[Message] = []
     tool_names: dict[str, str] = {}
-    for i, raw in enumerate(body["messages"]):
-        if not isinstance(raw, dict):
-            raise InvalidRequest(f"messages[{i}] must be an object", param=f"messages[{i}]")
-        _convert_message(raw, i, system, messages, tool_names, provider_name)
-    stream_options = body.get("stream_options") or {}
+    for i, msg in enumerate(req.messages):
+        _convert_message(msg, i, system, messages, tool_names, provider_name)
     return Request(
         model=upstream_model,
         messages=messages,
         system=system,
-        tools=_convert_tools(body.get("tools")),
-        tool_choice=_convert_tool_choice(body.get("tool_choice")),
-        parallel_tool_calls=body.get("parallel_tool_calls"),
-        max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"),
-        temperature=body.get("temperature"),
-        top_p=body.get("top_p"),
-        stop=_convert_stop(body.get("stop")),
-        reasoning_effort=body.get("reasoning_effort"),
-        thinking_budget=_thinking_budget(body.get("thinking")),
+        tools=_convert_tools(req.tools),
+        tool_choice=_convert_tool_choice(req.tool_choice),
+        parallel_tool_calls=req.parallel_tool_calls,
+        max_tokens=req.max_completion_tokens or req.max_tokens,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        stop=[req.stop] if isinstance(req.stop, str) else list(req.stop or ()),
+        reasoning_effort=req.reasoning_effort,
+        thinking_budget=req.thinking.budget_tokens if req.thinking is not None else None,
+        # The dict the client sent, now known to have the declared shape (wire modules read it as such).
         response_format=body.get("response_format"),
-        stream=body.get("stream") is True,
-        include_usage=bool(isinstance(stream_options, dict) and stream_options.get("include_usage")),
-        session_id=body.get("prompt_cache_key") if isinstance(body.get("prompt_cache_key"), str) else None,
-        user=body.get("user") if isinstance(body.get("user"), str) else None,
+        stream=req.stream is True,
+        include_usage=bool(req.stream_options is not None and req.stream_options.include_usage),
+        session_id=req.prompt_cache_key,
+        user=req.user,
         extra={k: v for k, v in body.items() if k not in _KNOWN and k not in _DROPPED},
     )
 
 
-def _reject_unsupported(body: dict[str, Any], provider: str) -> None:
-    n = body.get("n")
-    if n not in (None, 1):
-        raise InvalidRequest(f"n={n} is not supported by {provider}; request one choice at a time", param="n")
-    if body.get("logprobs") or body.get("top_logprobs"):
+def _reject_unsupported(req: ChatRequest, provider: str) -> None:
+    if req.n not in (None, 1):
+        raise InvalidRequest(f"n={req.n} is not supported by {provider}; request one choice at a time", param="n")
+    if req.logprobs or req.top_logprobs:
         raise InvalidRequest(f"logprobs is not supported by {provider}", param="logprobs")
-    if body.get("audio") is not None or "audio" in (body.get("modalities") or ()):
+    if req.audio is not None or "audio" in (req.modalities or ()):
         raise InvalidRequest(f"audio output is not supported by {provider}", param="audio")
-    if body.get("functions") is not None or body.get("function_call") is not None:
+    if req.functions is not None or req.function_call is not None:
         raise InvalidRequest("the deprecated 'functions' parameter is not translated; use 'tools'", param="functions")
 
 
 def _convert_message(
-    raw: dict[str, Any], i: int, system: list[Text], out: list[Message], tool_names: dict[str, str], provider: str
+    msg: ChatMessage, i: int, system: list[Text], out: list[Message], tool_names: dict[str, str], provider: str
 ) -> None:
-    role = raw.get("role")
-    content = raw.get("content")
-    if role in ("system", "developer"):
-        system.extend(b for b in _convert_content(content, i, provider) if isinstance(b, Text))
-    elif role == "user":
-        out.append(Message("user", _convert_content(content, i, provider)))
-    elif role == "assistant":
-        out.append(Message("assistant", _convert_assistant(raw, i, tool_names)))
-    elif role == "tool":
-        call_id = raw.get("tool_call_id")
-        if not isinstance(call_id, str):
-            raise InvalidRequest(f"messages[{i}].tool_call_id is required for a tool message", param=f"messages[{i}]")
-        parts = [b for b in _convert_content(content, i, provider) if isinstance(b, Text | Image)]
-        result = ToolResult(call_id, parts, is_error=bool(raw.get("is_error")), name=tool_names.get(call_id))
-        out.append(Message("tool", [result]))
+    if isinstance(msg, SystemMessage | DeveloperMessage):
+        system.extend(b for b in _convert_content(msg.content, i, provider) if isinstance(b, Text))
+    elif isinstance(msg, UserMessage):
+        out.append(Message("user", _convert_content(msg.content, i, provider)))
+    elif isinstance(msg, AssistantMessage):
+        out.append(Message("assistant", _convert_assistant(msg, i, tool_names)))
     else:
-        raise InvalidRequest(
-            f"messages[{i}].role must be system, developer, user, assistant or tool, not {role!r}",
-            param=f"messages[{i}].role",
-        )
+        call_id = msg.tool_call_id
+        parts = [b for b in _convert_content(msg.content, i, provider) if isinstance(b, Text | Image)]
+        result = ToolResult(call_id, parts, is_error=bool(msg.is_error), name=tool_names.get(call_id))
+        out.append(Message("tool", [result]))
 
 
-def _convert_content(content: Any, i: int, provider: str) -> list[Block]:
+def _convert_content(content: str | list[ContentPart] | None, i: int, provider: str) -> list[Block]:
     if content is None:
         return []
     if isinstance(content, str):
         return [Text(content)]
-    if not isinstance(content, list):
-        raise InvalidRequest(f"messages[{i}].content must be a string or an array", param=f"messages[{i}].content")
     blocks: list[Block] = []
     for j, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, dict) else None
         where = f"messages[{i}].content[{j}]"
-        if kind == "text" or kind == "refusal":
-            blocks.append(Text(str(part.get("text") or part.get("refusal") or ""), part.get("cache_control")))
-        elif kind == "image_url":
-            blocks.append(_convert_image(part.get("image_url"), where))
-        elif kind == "input_audio":
+        if isinstance(part, TextPart):
+            blocks.append(Text(part.text, part.cache_control))
+        elif isinstance(part, RefusalPart):
+            blocks.append(Text(part.refusal))
+        elif isinstance(part, ImagePart):
+            blocks.append(_convert_image(part, where))
+        elif isinstance(part, InputAudioPart):
             raise InvalidRequest(f"audio input is not supported by {provider}", param=where)
         else:
-            raise InvalidRequest(f"{where}: content part type {kind!r} is not supported by {provider}", param=where)
+            raise InvalidRequest(f"{where}: content part type 'file' is not supported by {provider}", param=where)
     return blocks
 
 
-def _convert_image(spec: Any, where: str) -> Image:
-    url = spec.get("url") if isinstance(spec, dict) else spec
-    detail = spec.get("detail") if isinstance(spec, dict) else None
-    if not isinstance(url, str) or not url:
-        raise InvalidRequest(f"{where}.image_url.url is required", param=where)
+def _convert_image(part: ImagePart, where: str) -> Image:
+    spec = part.image_url
+    url, detail = (spec, None) if isinstance(spec, str) else (spec.url, spec.detail)
+    if not url:
+        raise InvalidRequest(f"{where}.image_url.url is required", param=f"{where}.image_url.url")
     if url.startswith("data:"):
         header, sep, data = url.partition(",")
         if not sep or ";base64" not in header:
@@ -183,87 +192,46 @@ def _convert_image(spec: Any, where: str) -> Image:
     raise InvalidRequest(f"{where}: image_url must be an http(s) URL or a base64 data URL", param=where)
 
 
-def _convert_assistant(raw: dict[str, Any], i: int, tool_names: dict[str, str]) -> list[Block]:
+def _convert_assistant(msg: AssistantMessage, i: int, tool_names: dict[str, str]) -> list[Block]:
     blocks: list[Block] = []
-    thinking_blocks = raw.get("thinking_blocks")
-    if isinstance(thinking_blocks, list) and thinking_blocks:
-        blocks.extend(_convert_thinking_block(tb) for tb in thinking_blocks if isinstance(tb, dict))
-    elif isinstance(raw.get("reasoning_content"), str) and raw["reasoning_content"]:
-        blocks.append(Thinking(raw["reasoning_content"]))
-    content = raw.get("content")
-    if isinstance(content, str):
-        if content:
-            blocks.append(Text(content))
-    elif isinstance(content, list):
-        blocks.extend(_convert_content(content, i, "this provider"))
-    for j, tc in enumerate(raw.get("tool_calls") or ()):
-        fn = tc.get("function") if isinstance(tc, dict) else None
-        if not isinstance(fn, dict) or not isinstance(tc.get("id"), str) or not isinstance(fn.get("name"), str):
-            raise InvalidRequest(
-                f"messages[{i}].tool_calls[{j}] needs id, function.name and function.arguments",
-                param=f"messages[{i}].tool_calls[{j}]",
-            )
-        tool_names[tc["id"]] = fn["name"]
-        args = fn.get("arguments")
-        blocks.append(
-            ToolCall(
-                tc["id"], fn["name"], args if isinstance(args, str) and args else "{}", tc.get("thought_signature")
-            )
-        )
+    if msg.thinking_blocks:
+        blocks.extend(_convert_thinking_block(tb) for tb in msg.thinking_blocks)
+    elif msg.reasoning_content:
+        blocks.append(Thinking(msg.reasoning_content))
+    if isinstance(msg.content, str):
+        if msg.content:
+            blocks.append(Text(msg.content))
+    elif msg.content is not None:
+        blocks.extend(_convert_content(msg.content, i, "this provider"))
+    for tc in msg.tool_calls or ():
+        tool_names[tc.id] = tc.function.name
+        args = tc.function.arguments
+        blocks.append(ToolCall(tc.id, tc.function.name, args or "{}", tc.thought_signature))
     return blocks
 
 
-def _convert_thinking_block(tb: dict[str, Any]) -> Thinking:
-    text = tb.get("thinking") or tb.get("text") or ""
+def _convert_thinking_block(tb: ThinkingBlockIn) -> Thinking:
     return Thinking(
-        text=str(text),
-        signature=tb.get("signature"),
-        redacted=tb.get("data"),
-        source=tb.get("provider"),
-        item_id=tb.get("id"),
+        text=tb.thinking or tb.text or "",
+        signature=tb.signature,
+        redacted=tb.data,
+        source=tb.provider,
+        item_id=tb.id,
     )
 
 
-def _convert_tools(tools: Any) -> list[Tool]:
-    if tools is None:
-        return []
-    if not isinstance(tools, list):
-        raise InvalidRequest("'tools' must be an array", param="tools")
+def _convert_tools(tools: list[ToolSpec] | None) -> list[Tool]:
     out = []
-    for k, tool in enumerate(tools):
-        fn = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            raise InvalidRequest(
-                f"tools[{k}] must be {{'type': 'function', 'function': {{'name': ...}}}}", param=f"tools[{k}]"
-            )
-        params = fn.get("parameters") or {"type": "object", "properties": {}}
-        out.append(Tool(fn["name"], fn.get("description"), params, fn.get("strict"), tool.get("cache_control")))
+    for tool in tools or ():
+        fn = tool.function
+        params = fn.parameters or {"type": "object", "properties": {}}
+        out.append(Tool(fn.name, fn.description, params, fn.strict, tool.cache_control))
     return out
 
 
-def _convert_tool_choice(choice: Any) -> ToolChoice | None:
+def _convert_tool_choice(choice: Literal["auto", "none", "required"] | NamedToolChoice | None) -> ToolChoice | None:
     if choice is None:
         return None
-    if choice in ("auto", "none", "required"):
-        return ToolChoice(choice)
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        name = (choice.get("function") or {}).get("name")
-        if isinstance(name, str):
-            return ToolChoice("tool", name)
-    raise InvalidRequest("tool_choice must be 'auto', 'none', 'required' or a named function", param="tool_choice")
-
-
-def _convert_stop(stop: Any) -> list[str]:
-    if stop is None:
-        return []
-    if isinstance(stop, str):
-        return [stop]
-    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
-        return list(stop)
-    raise InvalidRequest("'stop' must be a string or an array of strings", param="stop")
-
-
-def _thinking_budget(thinking: Any) -> int | None:
-    if isinstance(thinking, dict) and isinstance(thinking.get("budget_tokens"), int):
-        return int(thinking["budget_tokens"])
-    return None
+    if isinstance(choice, NamedToolChoice):
+        return ToolChoice("tool", choice.function.name)
+    return ToolChoice(choice)
