@@ -18,13 +18,17 @@ An ``auth.json`` entry may carry ``"env": {...}``: provider-scoped values (e.g. 
 that win over the process environment.
 
 Resolution runs once per provider and is cached (``!command`` may take seconds; the hot path must not
-touch files). :meth:`Credentials.invalidate` drops the cache when a config file changes;
-:meth:`Credentials.after_unauthorized` drops one provider's entry and its cached ``!command`` output so
-the next request resolves again (an upstream 401 after a key rotation).
+touch files). ``auth.json`` is read once per change: a file that does not parse (invalid JSON or UTF-8,
+empty, not an object) leaves the last good content in use (none at start: the other sources still
+work), logs one ERROR naming the file and the problem, and shows in :attr:`Credentials.auth_problem`
+(``/healthz``, ``switchboard doctor``) until the file is fixed. :meth:`Credentials.invalidate` drops the
+cache when a config file changes; :meth:`Credentials.after_unauthorized` drops one provider's entry and
+its cached ``!command`` output so the next request resolves again (an upstream 401 after a key rotation).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -34,8 +38,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .authstore import AuthStore
-from .errors import MissingCredentials
-from .keyvalue import aresolve_key_value, forget_command, is_configured
+from .errors import ConfigError, MissingCredentials
+from .keyvalue import Origin, aresolve_key_value, forget_command, is_configured
+from .masking import Mask, url_password
+from .models_json import command_origin
 from .oauth import ensure_fresh, flow_for, needs_refresh
 from .registry import Model, Provider, default_auth
 
@@ -43,6 +49,8 @@ if TYPE_CHECKING:
     from .cloud.base import CloudAdapter
 
 __all__ = ["Credentials", "ResolvedAuth"]
+
+log = logging.getLogger("switchboard")
 
 _OAUTH_MARGIN_MS = 60_000
 _AUTH_HEADER_NAMES = ("authorization", "x-api-key", "x-goog-api-key", "api-key")
@@ -65,12 +73,20 @@ class ResolvedAuth:
     #: The key itself, for a model whose wire API wants it in another header.
     key: str | None = field(default=None, repr=False)
 
+    _mask: Mask | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def mask(self) -> Mask:
+        """The secrets' masks, built on first use (most requests never need them)."""
+        mask = self._mask
+        if mask is None:
+            mask = Mask((*self.secrets, *url_password(self.base_url)))
+            object.__setattr__(self, "_mask", mask)
+        return mask
+
     def scrub(self, message: str) -> str:
-        """``message`` with any secret this auth sends masked (providers echo rejected keys)."""
-        for secret in self.secrets:
-            if len(secret) >= 8:
-                message = message.replace(secret, "***")
-        return message
+        """``message`` with any secret this auth sends masked (providers echo rejected keys), then cut."""
+        return self.mask.text(message)
 
 
 class Credentials:
@@ -94,14 +110,27 @@ class Credentials:
         #: providers whose next resolution must refresh their OAuth token (the upstream answered 401).
         self._force_refresh: set[str] = set()
         self._auth_data: dict[str, Any] | None = None
+        #: The last auth.json content that parsed, and the verdict on the read it came from.
+        self._auth_good: dict[str, Any] = {}
+        self._auth_origin = Origin(auth_store.path, f"{auth_store.path} has not been read")
+        self._auth_problem: str | None = None
 
     @property
     def auth_path(self) -> Path:
         return self._store.path
 
+    @property
+    def auth_problem(self) -> str | None:
+        """Why ``auth.json`` as it is on disk is not in use (and what is instead), or None."""
+        self._load_auth()
+        return self._auth_problem
+
     def invalidate(self) -> None:
+        """A config file changed: forget what was resolved and re-read ``auth.json`` now, so that a broken
+        file is reported when it changes, not at the next request."""
         self._cache.clear()
         self._auth_data = None
+        self._load_auth()
 
     def after_unauthorized(self, provider_id: str) -> bool:
         """Forget a provider's resolved key; True if resolving again may give another key."""
@@ -127,10 +156,27 @@ class Credentials:
         return os.environ if self._environ is None else self._environ
 
     def _auth_entry(self, provider_id: str) -> dict[str, Any] | None:
-        if self._auth_data is None:
-            self._auth_data = self._store.read()
-        entry = self._auth_data.get(provider_id)
+        entry = self._load_auth().get(provider_id)
         return entry if isinstance(entry, dict) else None
+
+    def _load_auth(self) -> dict[str, Any]:
+        if self._auth_data is not None:
+            return self._auth_data
+        try:
+            data, origin = self._store.read_checked()
+        except ConfigError as exc:
+            kept = "the last good version is in use" if self._auth_good else "no credentials from it are used"
+            problem = f"{exc.message}; fix or remove it: {kept}"
+            if problem != self._auth_problem:
+                log.error("%s", problem)
+            self._auth_problem = problem
+            self._auth_data = self._auth_good
+            return self._auth_good
+        if self._auth_problem is not None:
+            log.info("%s is valid again and in use", self._store.path)
+        self._auth_problem = None
+        self._auth_good, self._auth_origin, self._auth_data = data, origin, data
+        return data
 
     def cached(self, provider_id: str, model: Model | None = None) -> ResolvedAuth | None:
         """The hot path: a dict lookup (plus a clock read for OAuth tokens)."""
@@ -220,7 +266,7 @@ class Credentials:
         self, p: Provider, raw: Mapping[str, str], env: Mapping[str, str], out: dict[str, str], secrets: list[str]
     ) -> None:
         for name, value in raw.items():
-            resolved = await aresolve_key_value(value, env=env, source=self._source_file(p))
+            resolved = await aresolve_key_value(value, env=self._value_env(value, env), source=self._models_origin())
             if resolved is None:
                 raise MissingCredentials(
                     f"header {name!r} of provider {p.id!r} did not resolve; check its value in "
@@ -288,7 +334,8 @@ class Credentials:
             if env.get(name):
                 return env[name], f"env {name}", None, scoped
         if p.config_api_key is not None:
-            key = await aresolve_key_value(p.config_api_key, env={**env, **scoped}, source=self._models_json)
+            merged = self._value_env(p.config_api_key, {**env, **scoped})
+            key = await aresolve_key_value(p.config_api_key, env=merged, source=self._models_origin())
             if key:
                 return key, "models.json", p.config_api_key, scoped
         if p.origin == "models.json" and p.config_api_key is None and not p.auth_header:
@@ -315,7 +362,7 @@ class Credentials:
         value = entry.get("key")
         if not isinstance(value, str) or not value:
             return None
-        key = await aresolve_key_value(value, env=env, source=self._store.path)
+        key = await aresolve_key_value(value, env=env, source=self._auth_origin)
         if key is None:
             raise MissingCredentials(
                 f"the {p.id!r} key in {self._store.path} did not resolve (a !command failed or printed "
@@ -324,8 +371,16 @@ class Credentials:
             )
         return key, "auth.json", value
 
-    def _source_file(self, provider: Provider) -> Path | None:
-        return self._models_json
+    def _models_origin(self) -> Origin | None:
+        return command_origin(self._models_json) if self._models_json is not None else None
+
+    def _value_env(self, value: str, env: Mapping[str, str]) -> Mapping[str, str]:
+        """The environment a models.json value resolves in. A ``!command`` gets auth.json's ``env``
+        entries only when auth.json may run commands itself: whoever could write that file must not set
+        PATH (say) for a command from a file they could not write."""
+        if value.startswith("!") and self._auth_origin.refusal is not None:
+            return self._env()
+        return env
 
 
 def adapter_for(name: str) -> CloudAdapter:

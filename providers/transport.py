@@ -12,22 +12,35 @@ read). It raises :class:`UpstreamTimeout` or :class:`UpstreamUnreachable`; it ne
 exception. Reading the body (``read``/``chunks``) may raise the same two. The caller must ``close()``
 every response it got, which releases the connection, or aborts it if the body was not fully read
 (so a cancelled client request cancels the upstream one).
+
+Provider redirects are never followed: a 3xx would re-send the key, the configured secret headers and
+(307/308) the prompt to whatever address it names, so :meth:`UpstreamClient.send` turns it into a 502
+that says to fix the base URL. A request whose pooled connection turns out to have been closed by the
+provider while idle (the keep-alive race) is sent once more on a new connection, which is safe since
+nothing has reached the client yet. Messages name the provider (``provider=``), never the URL: the URL,
+without userinfo and query, goes to the server log only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import logging
 import os
 import urllib.request
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
 import yarl
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 
 from .errors import ConfigError, UpstreamTimeout, UpstreamUnreachable
+from .masking import safe_url, strip_userinfo
 
 __all__ = [
     "Timeouts",
@@ -36,16 +49,31 @@ __all__ = [
     "aclose_quietly",
     "broken_off",
     "make_client",
+    "refuse_redirect",
     "timeout_error",
     "unreachable",
 ]
+
+log = logging.getLogger("switchboard")
 
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     connect: float = 10.0
-    #: Longest wait for the response headers and between two body chunks.
+    #: Longest wait for the response headers, and between two complete events of a stream.
     read: float = 600.0
+    #: Deadline for a whole non-streaming request, headers and body; None: the same as ``read``.
+    total: float | None = None
+
+    def budget(self, stream: bool) -> tuple[float, str]:
+        """How long the upstream may take before the client gets a first byte, and the setting to raise.
+
+        A stream has ``read`` for its headers, then ``read`` between complete events; a plain request
+        has ``total`` for all of it.
+        """
+        if stream or self.total is None:
+            return self.read, "timeouts.read"
+        return self.total, "timeouts.total"
 
 
 class UpstreamResponse(Protocol):
@@ -59,41 +87,62 @@ class UpstreamResponse(Protocol):
 
 class UpstreamClient(Protocol):
     name: str
+    timeouts: Timeouts
 
-    async def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> UpstreamResponse: ...
+    async def send(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, *, provider: str = ...
+    ) -> UpstreamResponse: ...
     async def close(self) -> None: ...
 
 
-def unreachable(url: str, exc: BaseException) -> UpstreamUnreachable:
-    # The URL names the host the user configured; no credential is ever in it.
+def _detail(exc: BaseException) -> str:
+    # Some exceptions (an invalid URL) quote the URL, userinfo and all.
+    text = strip_userinfo(str(exc))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def unreachable(url: str, exc: BaseException, provider: str = "the provider") -> UpstreamUnreachable:
+    log.warning("could not connect to %s (%s): %s", provider, safe_url(url), _detail(exc))
     return UpstreamUnreachable(
-        f"could not connect to the provider at {url.split('?', 1)[0]} ({type(exc).__name__}: {exc}); "
-        "check the provider's base URL and your network"
+        f"could not connect to {provider} ({_detail(exc)}); check the provider's baseUrl and your network"
     )
 
 
-def broken_off(url: str, exc: BaseException) -> UpstreamUnreachable:
+def broken_off(url: str, exc: BaseException, provider: str = "the provider") -> UpstreamUnreachable:
     """The connection failed after the provider had started answering."""
+    log.warning("the connection to %s (%s) broke off mid-answer: %s", provider, safe_url(url), _detail(exc))
     return UpstreamUnreachable(
-        f"the connection to the provider at {url.split('?', 1)[0]} broke off mid-answer ({type(exc).__name__}); "
-        "retry the request"
+        f"the connection to {provider} broke off mid-answer ({type(exc).__name__}); retry the request"
     )
 
 
-def timeout_error(url: str, t: Timeouts) -> UpstreamTimeout:
+def timeout_error(url: str, t: Timeouts, provider: str = "the provider") -> UpstreamTimeout:
+    log.warning("%s (%s) sent nothing for %gs", provider, safe_url(url), t.read)
     return UpstreamTimeout(
-        f"the provider at {url.split('?', 1)[0]} did not answer within {t.read:g}s; "
-        "retry, or raise timeouts.read in the server config"
+        f"{provider} did not answer within {t.read:g}s; retry, or raise timeouts.read in the server config"
+    )
+
+
+def refuse_redirect(url: str, status: int, location: str | None, provider: str) -> UpstreamUnreachable:
+    """The error for a provider's 3xx; following it would hand the key (and the prompt) to another address."""
+    target = safe_url(location or "")
+    scheme, sep, rest = target.partition("://")
+    where = f" to {scheme}://{rest.split('/', 1)[0]}" if sep else ""
+    log.warning("%s (%s) answered %s redirecting%s; not followed", provider, safe_url(url), status, where)
+    return UpstreamUnreachable(
+        f"{provider} answered {status}, a redirect{where}; Switchboard does not follow provider redirects "
+        "(they would carry the API key elsewhere): fix the provider's baseUrl in models.json"
     )
 
 
 class _AiohttpResponse:
-    __slots__ = ("_resp", "_t", "_url", "headers", "status")
+    __slots__ = ("_provider", "_resp", "_t", "_url", "headers", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, url: str, t: Timeouts) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, url: str, t: Timeouts, provider: str) -> None:
         self._resp = resp
         self._url = url
         self._t = t
+        self._provider = provider
         self.status = resp.status
         self.headers: Mapping[str, str] = resp.headers
 
@@ -101,18 +150,18 @@ class _AiohttpResponse:
         try:
             return await self._resp.read()
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise timeout_error(self._url, self._t) from exc
+            raise timeout_error(self._url, self._t, self._provider) from exc
         except aiohttp.ClientError as exc:
-            raise broken_off(self._url, exc) from exc
+            raise broken_off(self._url, exc, self._provider) from exc
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._resp.content.iter_any():
                 yield chunk
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise timeout_error(self._url, self._t) from exc
+            raise timeout_error(self._url, self._t, self._provider) from exc
         except aiohttp.ClientError as exc:
-            raise broken_off(self._url, exc) from exc
+            raise broken_off(self._url, exc, self._provider) from exc
 
     async def close(self) -> None:
         # release() returns a fully read connection to the pool; close() aborts an unfinished one.
@@ -120,6 +169,49 @@ class _AiohttpResponse:
             self._resp.release()
         else:
             self._resp.close()
+
+
+class _Attempt:
+    """One try at sending a request: whether aiohttp gave it a pooled connection."""
+
+    __slots__ = ("reused",)
+
+    def __init__(self) -> None:
+        self.reused = False
+
+
+#: The try in progress in this task, for the connector to mark (a context variable reaches it through
+#: aiohttp's call chain, whose signatures have no room for it).
+_ATTEMPT: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar("switchboard_attempt", default=None)
+
+
+class _Connector(aiohttp.TCPConnector):
+    """aiohttp's pool, telling each request whether its connection was used before.
+
+    aiohttp's own hook for this (``TraceConfig.on_connection_reuseconn``) costs ~7% of the client's CPU
+    per request; a weak set of the connections seen costs one lookup.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+        self._seen: weakref.WeakSet[object] = weakref.WeakSet()
+
+    async def connect(
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's signature)
+    ) -> Connection:
+        conn = await super().connect(req, traces, timeout)
+        protocol = conn.protocol
+        if protocol is not None:
+            attempt = _ATTEMPT.get()
+            if protocol in self._seen:
+                if attempt is not None:
+                    attempt.reused = True
+            else:
+                self._seen.add(protocol)
+        return conn
 
 
 class _ProxyTable:
@@ -149,7 +241,7 @@ class AiohttpClient:
     name = "aiohttp"
 
     def __init__(self, timeouts: Timeouts) -> None:
-        self._t = timeouts
+        self.timeouts = timeouts
         self._proxy = _ProxyTable()
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.read)
         self._session: aiohttp.ClientSession | None = None
@@ -157,9 +249,8 @@ class AiohttpClient:
     def _get_session(self) -> aiohttp.ClientSession:
         # Created lazily inside the running loop (aiohttp binds the session to it).
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
             self._session = aiohttp.ClientSession(
-                connector=connector,
+                connector=_Connector(),
                 timeout=self._timeout,
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
@@ -167,19 +258,48 @@ class AiohttpClient:
             )
         return self._session
 
-    async def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> UpstreamResponse:
-        try:
-            # A URL we percent-encoded ourselves (a Bedrock model id's ":" as %3A) must go out byte for
-            # byte: SigV4 signs the path exactly as sent.
-            target = yarl.URL(url, encoded=True) if "%" in url else url
-            resp = await self._get_session().request(
-                method, target, headers=headers, data=body, proxy=self._proxy.for_url(url)
-            )
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise timeout_error(url, self._t) from exc
-        except aiohttp.ClientError as exc:
-            raise unreachable(url, exc) from exc
-        return _AiohttpResponse(resp, url, self._t)
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        *,
+        provider: str = "the provider",
+    ) -> UpstreamResponse:
+        # A URL we percent-encoded ourselves (a Bedrock model id's ":" as %3A) must go out byte for
+        # byte: SigV4 signs the path exactly as sent.
+        target = yarl.URL(url, encoded=True) if "%" in url else url
+        for retry in (True, False):
+            attempt = _Attempt()
+            _ATTEMPT.set(attempt)
+            try:
+                resp = await self._get_session().request(
+                    method,
+                    target,
+                    headers=headers,
+                    data=body,
+                    proxy=self._proxy.for_url(url),
+                    allow_redirects=False,
+                )
+                break
+            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                raise timeout_error(url, self.timeouts, provider) from exc
+            except aiohttp.ClientConnectorError as exc:
+                raise unreachable(url, exc, provider) from exc
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                # The provider closed an idle pooled connection just as we sent on it.
+                if not (retry and attempt.reused):
+                    raise unreachable(url, exc, provider) from exc
+                log.debug("%s closed a pooled connection (%s); sending again", provider, type(exc).__name__)
+            except (aiohttp.ClientError, ValueError) as exc:
+                # ValueError: a request aiohttp refuses to build (userinfo in the URL and an Authorization header).
+                raise unreachable(url, exc, provider) from exc
+        if 300 <= resp.status < 400:
+            location = resp.headers.get("location")
+            resp.close()
+            raise refuse_redirect(url, resp.status, location, provider)
+        return _AiohttpResponse(resp, url, self.timeouts, provider)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -58,10 +58,16 @@ class Runtime:
             AuthStore(paths.auth_json), cli_keys=cli_keys, models_json_path=paths.models_json
         )
         self.router = Router(build_registry(paths, paths.model_cache), config.aliases, self.credentials.available)
-        self.client: UpstreamClient = make_client(Timeouts(config.timeouts.connect, config.timeouts.read))
+        self.client: UpstreamClient = make_client(
+            Timeouts(config.timeouts.connect, config.timeouts.read, config.timeouts.total)
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._mtimes = self._config_mtimes()
         self._discovered_at: dict[str, float] = {}
+        #: Background discovery rounds completed (whatever they found), so that a test can wait for one.
+        self.discovery_rounds = 0
+        #: Why the last models.json change was not applied (the previous registry stays in use).
+        self._models_problem: str | None = None
 
     @property
     def registry(self) -> Registry:
@@ -87,10 +93,17 @@ class Runtime:
             registry = build_registry(self.paths, self.paths.model_cache)
         except SwitchboardError as exc:
             log.error("not reloading models.json: %s", exc.message)
+            self._models_problem = f"{exc.message}; fix it: the last good version is in use"
             self.router.rebuild()
             return
+        self._models_problem = None
         self.router.rebuild(registry)
         log.info("reloaded configuration from %s", self.paths.home)
+
+    def problems(self) -> list[str]:
+        """Config files that are broken right now, each with what is wrong (for ``/healthz``)."""
+        found = [self.credentials.auth_problem, self._models_problem]
+        return [p for p in found if p is not None]
 
     def _config_mtimes(self) -> tuple[float | None, ...]:
         out: list[float | None] = []
@@ -122,6 +135,7 @@ class Runtime:
                     why = exc.message if isinstance(exc, SwitchboardError) else type(exc).__name__
                     log.warning("model discovery round failed: %s", why)
                     log.debug("model discovery round failed", exc_info=True)
+                self.discovery_rounds += 1
                 await asyncio.sleep(min(interval, 60.0))
 
     async def discover_once(self, http: httpx.AsyncClient) -> None:

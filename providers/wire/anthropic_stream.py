@@ -250,7 +250,8 @@ def _convert_usage(usage: dict[str, Any]) -> Usage:
 def _error_from_body(provider: str, payload: Any, default_status: int) -> UpstreamError:
     err = payload.get("error") if isinstance(payload, dict) else None
     if not isinstance(err, dict):
-        return UpstreamError(f"{provider}: unexpected answer {str(payload)[:200]}", status=default_status)
+        # Uncut: it may echo the key, and the caller masks before it cuts.
+        return UpstreamError(f"{provider}: unexpected answer {payload}", status=default_status)
     type_ = err.get("type") if isinstance(err.get("type"), str) else None
     status = _ERROR_STATUS.get(type_ or "", default_status)
     message = str(err.get("message") or type_ or "error")

@@ -92,7 +92,7 @@ def decode_converse(body: bytes, provider: str, model: str) -> Response:
         raise UpstreamError(f"{provider}: the answer is not valid JSON ({exc})", status=502) from exc
     message = ((data.get("output") or {}).get("message") or {}) if isinstance(data, dict) else {}
     if not isinstance(message, dict) or not isinstance(data, dict):
-        raise UpstreamError(f"{provider}: unexpected answer {str(data)[:200]}", status=502)
+        raise UpstreamError(f"{provider}: unexpected answer {data!s}", status=502)
     content: list[Block] = []
     for block in message.get("content") or ():
         if "text" in block:
@@ -124,7 +124,7 @@ def upstream_error(provider: str, status: int, body: bytes, headers: Mapping[str
     try:
         data = msgspec.json.decode(body)
     except msgspec.DecodeError:
-        data = body.decode("utf-8", "replace").strip()[:500]
+        data = body.decode("utf-8", "replace").strip()  # masked, then cut, by the caller
     if isinstance(data, dict):
         message = str(data.get("message") or data.get("Message") or kind or f"HTTP {status}")
         kind = kind or str(data.get("__type", "")).rsplit("#", 1)[-1]

@@ -112,24 +112,25 @@ def upstream_error(provider_name: str, status: int, body: bytes, headers: Mappin
 
 
 def _parse_error_body(body: bytes) -> tuple[str, str | None, str | None, str | None]:
+    # Uncut: the message is masked (the provider may echo the key) and only then cut, by the caller.
     try:
         data = msgspec.json.decode(body)
     except msgspec.DecodeError:
         text = body.decode("utf-8", "replace").strip()
-        return text[:500], None, None, None
+        return text, None, None, None
     if isinstance(data, list) and data and isinstance(data[0], dict):
         data = data[0]  # some gateways wrap the error in a list
     if not isinstance(data, dict):
-        return str(data)[:500], None, None, None
+        return str(data), None, None, None
     err = data.get("error", data)
     if isinstance(err, str):
         return err, None, None, None
     if not isinstance(err, dict):
-        return str(err)[:500], None, None, None
+        return str(err), None, None, None
     message = err.get("message") or err.get("detail") or data.get("detail") or data.get("message") or ""
     code = err.get("code")
     return (
-        str(message)[:2000],
+        str(message),
         err.get("type") if isinstance(err.get("type"), str) else None,
         str(code) if code is not None else None,
         err.get("param") if isinstance(err.get("param"), str) else None,

@@ -71,7 +71,7 @@ class FakeOpenAI(FakeServer):
         if action is not None and action.kind == "error":
             return web.json_response(action.body, status=action.status, headers=action.headers)
         if action is not None and action.kind == "hang":
-            await asyncio.sleep(action.seconds)
+            await _hang(request, action.seconds)
         if action is not None and action.kind == "raw":
             return await self._raw(request, action)
         if action is not None and action.kind == "slow":
@@ -242,3 +242,10 @@ def _stream_events(body: dict[str, Any]) -> list[dict[str, Any]]:
         usage_chunk["usage"] = _usage()
         events.append(usage_chunk)
     return events
+
+
+async def _hang(request: web.Request, seconds: float) -> None:
+    """Answer nothing for ``seconds``, or until the client gives up (so a stopping fake never waits on it)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and request.transport is not None and not request.transport.is_closing():
+        await asyncio.sleep(0.05)
