@@ -11,6 +11,11 @@ half-written file. An OAuth refresh holds :meth:`AuthStore.locked` across re-rea
 that two processes never spend the same refresh token.
 
 Secrets: the directory is 0700 and the file 0600 after every write; nothing here logs a value.
+
+A file that does not parse (invalid JSON or UTF-8, empty, not an object) is never overwritten: every
+write refuses with a :class:`ConfigError` naming the file, so that a login cannot silently destroy the
+credentials it holds. :meth:`AuthStore.read_checked` also returns the :class:`~providers.keyvalue.Origin`
+of the read, which decides whether its ``!command`` values may run.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from .errors import ConfigError
+from .keyvalue import ConfigFile, Origin, read_config_file
 
 __all__ = ["AuthStore"]
 
@@ -45,6 +51,13 @@ class AuthStore:
     def read(self) -> dict[str, Any]:
         """The whole file; ``{}`` when it does not exist."""
         return self._parse(self._read_text())
+
+    def read_checked(self) -> tuple[dict[str, Any], Origin]:
+        """:meth:`read`, and the verdict on the descriptor the content was read from."""
+        found = self._read_file()
+        if found is None:
+            return {}, Origin(self.path, f"{self.path} does not exist")
+        return self._parse(self._decode(found.data)), found.origin
 
     def get(self, provider_id: str) -> dict[str, Any] | None:
         entry = self.read().get(provider_id)
@@ -76,7 +89,13 @@ class AuthStore:
         """
         with self.locked():
             text = self._read_text()
-            before = _dump(self._parse(text))
+            try:
+                before = _dump(self._parse(text))
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"{exc.message}; nothing was written: fix the file, or move it aside "
+                    f"(mv {self.path} {self.path}.broken) and try again"
+                ) from exc
             data = fn(self._parse(text))
             if _dump(data) != before:
                 self._write(data)
@@ -108,16 +127,26 @@ class AuthStore:
             return None
 
     def _read_text(self) -> str | None:
+        found = self._read_file()
+        return None if found is None else self._decode(found.data)
+
+    def _read_file(self) -> ConfigFile | None:
         try:
-            return self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read {self.path}: {exc}") from exc
+            return read_config_file(self.path)
+        except OSError as exc:
+            raise ConfigError(f"cannot read {self.path} ({exc.strerror}); fix its permissions or remove it") from exc
+
+    def _decode(self, data: bytes) -> str:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{self.path} is not valid UTF-8 (byte {exc.start}); fix or remove it") from exc
 
     def _parse(self, text: str | None) -> dict[str, Any]:
         if text is None:
             return {}
+        if not text.strip():
+            raise ConfigError(f"{self.path} is not valid JSON (the file is empty); write {{}} into it or remove it")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -12,6 +12,10 @@ Format (``{"providers": {"<id>": ProviderConfig}}``), as the reference implement
 
 Parsing is strict: an unknown key or a wrong type raises :class:`ConfigError` naming the file, the key
 path and what was expected.
+
+The file is read through :func:`providers.keyvalue.read_config_file`; :func:`command_origin` hands the
+credential lookup the verdict on the read the registry was last built from (by :func:`apply_models_json`),
+with the ``!command`` values that read held.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 from .errors import ConfigError
+from .keyvalue import Origin, read_config_file
 from .registry import (
     API_NAMES,
     DEFAULT_COMPAT,
@@ -37,9 +42,12 @@ from .registry import (
     model_from_row,
 )
 
-__all__ = ["apply_models_json", "load_models_json"]
+__all__ = ["apply_models_json", "command_origin", "load_models_json"]
 
 log = logging.getLogger(__name__)
+
+#: file → the verdict on its latest successful read, limited to the !command values that read held.
+_origins: dict[Path, Origin] = {}
 
 
 class _CostPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
@@ -78,12 +86,37 @@ class _ProviderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, r
 
 def load_models_json(path: Path) -> dict[str, _ProviderConfig]:
     """Parse and validate the file; ``{}`` when it does not exist."""
+    return _load(path)[0]
+
+
+def _load(path: Path) -> tuple[dict[str, _ProviderConfig], Origin | None]:
+    """The parsed file and the verdict on the read, limited to the ``!command`` values it held."""
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return {}
+        found = read_config_file(path)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    if found is None:
+        return {}, None
+    out = _parse(path, found.data)
+    return out, Origin(path, found.origin.refusal, frozenset(_commands(msgspec.json.decode(found.data))))
+
+
+def command_origin(path: Path) -> Origin:
+    """Where the ``!command`` values of the registry's ``models.json`` settings came from."""
+    return _origins.get(path) or Origin(path, f"{path} has not been read successfully", frozenset())
+
+
+def _commands(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node] if node.startswith("!") else []
+    if isinstance(node, dict):
+        return [c for v in node.values() for c in _commands(v)]
+    if isinstance(node, list):
+        return [c for v in node for c in _commands(v)]
+    return []
+
+
+def _parse(path: Path, raw: bytes) -> dict[str, _ProviderConfig]:
     try:
         top = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
     except msgspec.DecodeError as exc:
@@ -137,10 +170,16 @@ def _check_api(path: Path, pid: str, cfg: _ProviderConfig) -> None:
 
 def apply_models_json(registry: Registry, path: Path) -> Registry:
     """The registry with the file's custom providers added and its overrides applied."""
-    for pid, cfg in load_models_json(path).items():
+    configs, origin = _load(path)
+    for pid, cfg in configs.items():
         base = registry.get(pid)
         provider = _override(base, cfg, path) if base else _custom(pid, cfg, path)
         registry = registry.replace(provider)
+    # Only now: a file that fails half-way leaves the previous registry, and its verdict, in use.
+    if origin is None:
+        _origins.pop(path, None)
+    else:
+        _origins[path] = origin
     return registry
 
 

@@ -6,7 +6,10 @@
   ``{"type": "api_key", "key": ...}``; a subscription runs its :class:`~providers.oauth.base.OAuthFlow`.
 * ``logout [PROVIDER]`` — drops one stored entry, or all of them after a confirmation (``--yes``).
 * ``doctor`` — for every provider: usable or not, where the credential comes from (never the key), and
-  the concrete fix for each unusable one; ``--json`` for machines.
+  the concrete fix for each unusable one; ``--json`` for machines. A config file that cannot be used (an
+  ``auth.json`` that does not parse) is reported first in the text output and, in ``--json``, under
+  ``problems`` in every row (the output stays a list of provider rows); a ``!command`` that would be
+  refused (see :mod:`providers.keyvalue`) makes its provider unusable, with the reason and the fix.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from typing import Any
 from providers.authstore import AuthStore
 from providers.credentials import Credentials
 from providers.errors import ConfigError, SwitchboardError
+from providers.keyvalue import Origin
+from providers.models_json import command_origin
 from providers.registry import Provider, Registry, load_builtin_providers
 
 from .config import Paths
@@ -238,6 +243,13 @@ def _login(args: argparse.Namespace) -> int:
     paths = Paths.from_env()
     registry = _registry(paths)
     store = AuthStore(paths.auth_json)
+    try:
+        store.read()  # before any prompt or browser flow: a login that cannot be stored is wasted
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{exc.message}; nothing was written: fix the file, or move it aside "
+            f"(mv {store.path} {store.path}.broken) and log in again"
+        ) from exc
     subs = _subscription_ids()
     if args.provider is None:
         if args.stdin:
@@ -465,12 +477,17 @@ def _fix(p: Provider, paths: Paths, env: Mapping[str, str], entry: dict[str, Any
 
 
 def diagnose(paths: Paths, env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """One row per provider: ``{provider, name, usable, source, expires, fix}``; never a key."""
+    """One row per provider: ``{provider, name, usable, source, expires, fix, problems}``; never a key.
+    ``problems`` lists the config files that could not be used (the same in every row)."""
     environ = os.environ if env is None else env
     registry = _registry(paths)
     store = AuthStore(paths.auth_json)
-    auth = store.read()
+    try:
+        auth, auth_origin = store.read_checked()
+    except ConfigError:
+        auth, auth_origin = {}, Origin(store.path, "it could not be read")
     creds = Credentials(store, models_json_path=paths.models_json, environ=environ)
+    problems = [problem] if (problem := creds.auth_problem) is not None else []
     rows: list[dict[str, Any]] = []
     for p in registry:
         entry = auth.get(p.id) if isinstance(auth.get(p.id), dict) else None
@@ -483,6 +500,10 @@ def diagnose(paths: Paths, env: Mapping[str, str] | None = None) -> list[dict[st
             fix = f"cannot check: {exc.message if isinstance(exc, SwitchboardError) else type(exc).__name__}"
         source = _describe_source(found, p, entry, environ)
         usable = found is not None and not p.pending
+        refusal = _command_refusal(found, p, entry, auth_origin, paths)
+        if usable and refusal is not None:
+            usable = False
+            fix = f"its !command will not run: {refusal}"
         if found == "auth.json (oauth)" and entry is not None:
             expires = _iso(entry.get("expires"))
             raw = entry.get("expires")
@@ -502,9 +523,21 @@ def diagnose(paths: Paths, env: Mapping[str, str] | None = None) -> list[dict[st
                 "source": source if found is not None else None,
                 "expires": expires,
                 "fix": None if usable else fix,
+                "problems": problems,
             }
         )
     return rows
+
+
+def _command_refusal(
+    found: str | None, p: Provider, entry: dict[str, Any] | None, auth_origin: Origin, paths: Paths
+) -> str | None:
+    """Why the ``!command`` the credential comes from would be refused, or None."""
+    if found == "auth.json" and entry is not None and str(entry.get("key", "")).startswith("!"):
+        return auth_origin.refusal
+    if found == "models.json" and (p.config_api_key or "").startswith("!"):
+        return command_origin(paths.models_json).refusal
+    return None
 
 
 def _scoped(entry: dict[str, Any] | None) -> dict[str, str]:
@@ -529,6 +562,8 @@ def _doctor(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
+    for problem in rows[0]["problems"] if rows else ():
+        print(f"problem: {problem}\n")
     width = max([len("PROVIDER"), *(len(r["provider"]) for r in rows)])
     print(f"{'PROVIDER':<{width}}  {'STATUS':<7}  SOURCE / FIX")
     for r in rows:

@@ -457,7 +457,7 @@ def test_doctor_json_reports_every_source(doctor_env: dict[str, str], isolated_e
     rows = {r["provider"]: r for r in json.loads(out.stdout)}
     assert set(rows) == {p.id for p in PROVIDERS} | {"mylocal", "needskey"}
     for r in rows.values():
-        assert set(r) == {"provider", "name", "usable", "source", "expires", "fix"}
+        assert set(r) == {"provider", "name", "usable", "source", "expires", "fix", "problems"}
         assert (r["fix"] is None) == r["usable"]
     assert rows["openai"]["usable"] and rows["openai"]["source"] == f"auth.json API key (key sk-…{OPENAI_KEY[-4:]})"
     assert rows["anthropic"] == {
@@ -467,6 +467,7 @@ def test_doctor_json_reports_every_source(doctor_env: dict[str, str], isolated_e
         "source": "auth.json OAuth login",
         "expires": "2100-01-01T00:00:00Z",
         "fix": None,
+        "problems": [],
     }
     assert rows["openrouter"]["usable"] and rows["openrouter"]["source"] == "auth.json API key (a !command)"
     assert rows["groq"]["usable"] and rows["groq"]["source"] == "env GROQ_API_KEY"

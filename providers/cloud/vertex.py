@@ -41,6 +41,7 @@ import msgspec
 from ..credentials import ResolvedAuth
 from ..errors import ConfigError, InvalidRequest, MissingCredentials, UpstreamUnreachable
 from ..registry import Model, Provider
+from ..urlpath import path_segment
 from ..wire.base import UpstreamCall, WireTarget
 from .base import RequestContext
 
@@ -168,9 +169,11 @@ class _VertexAuth(ResolvedAuth):
     tokens: _Tokens | None = field(default=None, repr=False, compare=False)
 
     def scrub(self, message: str) -> str:
-        message = ResolvedAuth.scrub(self, message)
+        # The rotating token first: the shared scrub cuts long messages, which must not cut a token in half.
         token = self.tokens.current if self.tokens is not None else None
-        return message.replace(token, "***") if token else message
+        if token:
+            message = message.replace(token, "***")
+        return ResolvedAuth.scrub(self, message)
 
 
 class _Tokens:
@@ -282,7 +285,8 @@ def _to_raw_predict(call: UpstreamCall, target: WireTarget) -> UpstreamCall:
     method = "streamRawPredict" if body.get("stream") is True else "rawPredict"
     root = target.base_url.rstrip("/").removesuffix("/publishers/google")
     headers = {k: v for k, v in call.headers.items() if k.lower() not in ("anthropic-version", "x-api-key")}
-    url = f"{root}/publishers/anthropic/models/{model}:{method}"
+    segment = path_segment(str(model), provider=target.provider_name, safe="@")
+    url = f"{root}/publishers/anthropic/models/{segment}:{method}"
     return UpstreamCall(url, msgspec.json.encode(body), headers)
 
 

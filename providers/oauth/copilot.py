@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ..errors import InvalidRequest
+from ..urlpath import path_segment
 from .base import LoginUI, RefreshFailed
 
 __all__ = [
@@ -191,8 +193,9 @@ def enable_models(token: str, base: str, model_ids: list[str], client: httpx.Cli
     }
 
     def enable(model_id: str) -> None:
-        with contextlib.suppress(httpx.HTTPError):
-            client.post(f"{base}/models/{model_id}/policy", headers=headers, json={"state": "enabled"})
+        with contextlib.suppress(httpx.HTTPError, InvalidRequest):
+            segment = path_segment(model_id, provider="GitHub Copilot")
+            client.post(f"{base}/models/{segment}/policy", headers=headers, json={"state": "enabled"})
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(enable, model_ids))

@@ -29,12 +29,12 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 import msgspec
 
 from ..canonical import Image, Message, Request, Response, Text, Thinking, Tool, ToolCall, ToolChoice, ToolResult
 from ..errors import InvalidRequest, SwitchboardError
+from ..urlpath import path_segment
 from . import bedrock_stream
 from .base import StreamDecoder, UpstreamCall, WireAPI, WireTarget
 
@@ -91,7 +91,7 @@ class _BedrockConverse:
         if supports_prompt_caching(target):
             _add_cache_points(body)
         action = "converse-stream" if req.stream else "converse"
-        url = f"{target.base_url.rstrip('/')}{model_path(target.model_id)}/{action}"
+        url = f"{target.base_url.rstrip('/')}{model_path(target.model_id, target.provider_name)}/{action}"
         return UpstreamCall(url=url, body=msgspec.json.encode(body), headers={"content-type": "application/json"})
 
     def decode_response(self, body: bytes, target: WireTarget) -> Response:
@@ -107,9 +107,9 @@ class _BedrockConverse:
 API: WireAPI = _BedrockConverse()
 
 
-def model_path(model_id: str) -> str:
+def model_path(model_id: str, provider: str = NAME) -> str:
     """``/model/{modelId}`` with the id encoded as one path segment, as botocore encodes it."""
-    return "/model/" + quote(model_id, safe="-._~")
+    return "/model/" + path_segment(model_id, provider=provider)
 
 
 def is_claude(target: WireTarget) -> bool:

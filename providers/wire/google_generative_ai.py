@@ -52,6 +52,7 @@ from ..canonical import (
 )
 from ..errors import InvalidRequest, SwitchboardError, UpstreamError, UpstreamUnreachable
 from ..sse import SSEParser
+from ..urlpath import path_segment
 from .base import UpstreamCall, WireTarget
 from .google_schema import convert_tool_choice, convert_tools, generation_config, model_family
 
@@ -79,12 +80,17 @@ _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: 
     429: "rate_limit_error",
 }
 _RETRY_HEADERS = ("retry-after", "retry-after-ms")
+_COLLECTIONS = frozenset({"models", "tunedModels"})
 
 
 def gemini_model_path(target: WireTarget) -> str:
-    """The Gemini API resource of a model: ``models/{id}`` (ids already naming a resource are kept)."""
+    """The Gemini API resource of a model: ``models/{id}`` (an id already naming its collection keeps it),
+    the id one percent-encoded segment (:func:`~providers.urlpath.path_segment`)."""
     mid = target.model_id
-    return mid if mid.startswith(("models/", "tunedModels/")) else f"models/{mid}"
+    collection, sep, name = mid.partition("/")
+    if not (sep and collection in _COLLECTIONS):
+        collection, name = "models", mid
+    return f"{collection}/{path_segment(name, provider=target.provider_name, safe='@')}"
 
 
 def model_url(base_url: str, model_path: str, stream: bool) -> str:
@@ -149,7 +155,7 @@ class GoogleGenerativeAI:
         try:
             data = msgspec.json.decode(body)
         except msgspec.DecodeError:
-            text = body.decode("utf-8", "replace").strip()[:500]
+            text = body.decode("utf-8", "replace").strip()
             data = {"error": {"message": text or f"HTTP {status}"}}
         if isinstance(data, list) and data:
             data = data[0]  # streaming endpoints wrap the error in a list
@@ -159,8 +165,11 @@ class GoogleGenerativeAI:
     def upstream_error(
         self, target: WireTarget, status: int, err: dict[str, Any], headers: Mapping[str, str]
     ) -> UpstreamError:
-        """A Google ``{"code", "message", "status", "details"}`` error as :class:`UpstreamError`."""
-        message = str(err.get("message") or f"HTTP {status}")[:2000]
+        """A Google ``{"code", "message", "status", "details"}`` error as :class:`UpstreamError`.
+
+        The message is not cut here: it may echo the key, and is masked before it is cut.
+        """
+        message = str(err.get("message") or f"HTTP {status}")
         details = [d for d in err.get("details") or () if isinstance(d, dict)]
         if status in (401, 403) or any(d.get("reason") == "API_KEY_INVALID" for d in details):
             message += f" ({self._key_hint})"
@@ -359,7 +368,7 @@ class _Decoder:
             err = chunk.get("error") if isinstance(chunk, dict) else None
             status = err.get("code") if isinstance(err, dict) else None
             error = self._api.upstream_error(
-                self._target, status if isinstance(status, int) else 502, err or {"message": str(chunk)[:200]}, {}
+                self._target, status if isinstance(status, int) else 502, err or {"message": str(chunk)}, {}
             )
             self._fail(error, out)
             return
