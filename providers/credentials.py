@@ -1,16 +1,21 @@
 """Credential resolution: which key a provider's request carries, and where it came from.
 
-The order, first match wins (``providers.md``, "Resolution Order"):
+The order, first match wins (``providers.md``, "Resolution Order"), implemented once in
+:meth:`Credentials._first_source`:
 
 1. ``switchboard serve --api-key PROVIDER=KEY`` (a literal)
 2. ``auth.json`` entry: ``{"type": "api_key", "key": <key value>}`` or ``{"type": "oauth", "access": ...}``
 3. the provider's environment variable(s), first non-empty (``ANTHROPIC_OAUTH_TOKEN`` before
    ``ANTHROPIC_API_KEY``)
 4. the ``apiKey`` of the provider in ``models.json``
+5. nothing needed: a ``models.json`` provider without ``apiKey`` nor ``authHeader`` (a local Ollama)
 
-A stored ``auth.json`` key owns its provider: when it does not resolve, the request fails with a message
-saying so instead of silently falling back to 3 or 4. :meth:`Credentials.available` and
-:meth:`Credentials.source_of` follow the same steps without running any ``!command``. An OAuth token
+The first source that holds something is the one used: a stored ``auth.json`` key owns its provider, and
+when it does not resolve the request fails with a message saying so instead of silently falling back to
+3 or 4. Resolving a request (:meth:`Credentials.resolve`) and answering whether a provider is usable
+(:meth:`Credentials.available`, :meth:`Credentials.source_of`) pick the source the same way; only the
+first runs a ``!command``. A provider with a cloud adapter (:mod:`providers.cloud`) hands what this order
+found (or None) to the adapter, which may fall back on its ambient chain. An OAuth token
 for an ``x-api-key`` provider (Anthropic) is sent as ``Authorization: Bearer``.
 
 Key values in 2 and 4 go through :mod:`providers.keyvalue` (``!command``, ``$NAME``, env var name, literal).
@@ -18,7 +23,10 @@ An ``auth.json`` entry may carry ``"env": {...}``: provider-scoped values (e.g. 
 that win over the process environment.
 
 Resolution runs once per provider and is cached (``!command`` may take seconds; the hot path must not
-touch files). ``auth.json`` is read once per change: a file that does not parse (invalid JSON or UTF-8,
+touch files); concurrent first requests share one resolution. A stored OAuth login is refreshed when its
+access token expires within :data:`_OAUTH_MARGIN_MS`, both at resolution and on the hot path (a cached
+auth whose token enters the margin is dropped, so the next request resolves, and refreshes, again).
+``auth.json`` is read once per change: a file that does not parse (invalid JSON or UTF-8,
 empty, not an object) leaves the last good content in use (none at start: the other sources still
 work), logs one ERROR naming the file and the problem, and shows in :attr:`Credentials.auth_problem`
 (``/healthz``, ``switchboard doctor``) until the file is fixed. :meth:`Credentials.invalidate` drops the
@@ -28,65 +36,48 @@ its cached ``!command`` output so the next request resolves again (an upstream 4
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .authstore import AuthStore
+from .cloud import adapter_for
 from .errors import ConfigError, MissingCredentials
+from .fixes import missing_credentials_message
 from .keyvalue import Origin, aresolve_key_value, forget_command, is_configured
-from .masking import Mask, url_password
 from .models_json import command_origin
 from .oauth import ensure_fresh, flow_for, needs_refresh
+from .provider_env import fill_placeholders, scoped_env
 from .registry import Model, Provider, default_auth
-
-if TYPE_CHECKING:
-    from .cloud.base import CloudAdapter
+from .resolved import AdapterState, ResolvedAuth
 
 __all__ = ["Credentials", "ResolvedAuth"]
 
 log = logging.getLogger("switchboard")
 
+#: A cached auth is dropped this long before its OAuth access token expires (the refresh margin).
 _OAUTH_MARGIN_MS = 60_000
 _AUTH_HEADER_NAMES = ("authorization", "x-api-key", "x-goog-api-key", "api-key")
-_PLACEHOLDER = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
 
 
 @dataclass(frozen=True, slots=True)
-class ResolvedAuth:
-    """What a request to one provider carries: the base URL with placeholders filled, and headers."""
+class _Source:
+    """The first source of the resolution order that holds something for a provider."""
 
-    base_url: str
-    headers: Mapping[str, str]
-    #: Where the key came from, for `switchboard doctor` and logs ("env OPENAI_API_KEY"); never the key.
-    source: str
-    #: The raw key value that produced the key, so a 401 can forget a cached ``!command``.
-    key_value: str | None = None
-    extra_env: Mapping[str, str] = field(default_factory=dict)
-    #: Every secret the headers carry: the key, and header values that came from ``$VAR``/``!command``.
-    secrets: tuple[str, ...] = ()
-    #: The key itself, for a model whose wire API wants it in another header.
-    key: str | None = field(default=None, repr=False)
-
-    _mask: Mask | None = field(default=None, init=False, repr=False, compare=False)
-
-    @property
-    def mask(self) -> Mask:
-        """The secrets' masks, built on first use (most requests never need them)."""
-        mask = self._mask
-        if mask is None:
-            mask = Mask((*self.secrets, *url_password(self.base_url)))
-            object.__setattr__(self, "_mask", mask)
-        return mask
-
-    def scrub(self, message: str) -> str:
-        """``message`` with any secret this auth sends masked (providers echo rejected keys), then cut."""
-        return self.mask.text(message)
+    #: "--api-key", "auth.json", "auth.json (oauth)", "env NAME", "models.json" or "none needed".
+    name: str
+    #: The literal key (``--api-key``, env) or the key value to resolve (auth.json, models.json).
+    value: str | None
+    #: The provider's environment: the process's with the auth.json entry's ``env`` over it.
+    env: Mapping[str, str]
+    #: The auth.json entry's ``env`` alone.
+    scoped: dict[str, str]
+    entry: dict[str, Any] | None
 
 
 class Credentials:
@@ -103,6 +94,10 @@ class Credentials:
         self._models_json = models_json_path
         self._environ = environ
         self._cache: dict[str, ResolvedAuth] = {}
+        #: cache key → the resolution in progress, which concurrent first requests share.
+        self._resolving: dict[str, asyncio.Task[ResolvedAuth]] = {}
+        #: provider id → the adapter state of its last resolution, offered to the next one (after a reload).
+        self._previous: dict[str, AdapterState] = {}
         #: provider id → adapter name, for providers resolved through a cloud adapter.
         self._cloud: dict[str, str] = {}
         #: provider id → when its OAuth access token expires (ms epoch); cached auth is dropped before then.
@@ -128,6 +123,7 @@ class Credentials:
     def invalidate(self) -> None:
         """A config file changed: forget what was resolved and re-read ``auth.json`` now, so that a broken
         file is reported when it changes, not at the next request."""
+        self._remember_states(list(self._cache.items()))
         self._cache.clear()
         self._auth_data = None
         self._load_auth()
@@ -135,15 +131,11 @@ class Credentials:
     def after_unauthorized(self, provider_id: str) -> bool:
         """Forget a provider's resolved key; True if resolving again may give another key."""
         adapter_name = self._cloud.get(provider_id)
-        if adapter_name is not None:
-            # A revoked or rotated short-lived token: the adapter drops it and the retry fetches a new one.
-            forget = getattr(adapter_for(adapter_name), "forget", None)
-            if forget is not None and forget(provider_id):
-                return True
-        resolved = self._cache.pop(provider_id, None)
-        for key in [k for k in self._cache if k.startswith(provider_id + "\0")]:
-            del self._cache[key]
-        self._auth_data = None
+        cached = self._cache.get(provider_id)
+        if adapter_name is not None and cached is not None and adapter_for(adapter_name).forget(cached):
+            return True  # a revoked short-lived token: dropped from the state, the retry fetches a new one
+        resolved = self._cache.get(provider_id)
+        self._drop(provider_id)
         if resolved is not None and resolved.source == "auth.json (oauth)" and flow_for(provider_id) is not None:
             self._force_refresh.add(provider_id)  # the token may have been revoked early: refresh once
             return True
@@ -188,10 +180,14 @@ class Credentials:
         return hit
 
     def _drop(self, provider_id: str) -> None:
-        self._cache.pop(provider_id, None)
-        for key in [k for k in self._cache if k.startswith(provider_id + "\0")]:
-            del self._cache[key]
+        dropped = [k for k in self._cache if k == provider_id or k.startswith(provider_id + "\0")]
+        self._remember_states([(k, self._cache.pop(k)) for k in dropped])
         self._auth_data = None
+
+    def _remember_states(self, dropped: list[tuple[str, ResolvedAuth]]) -> None:
+        for ckey, auth in dropped:
+            if auth.state is not None and "\0" not in ckey:
+                self._previous[ckey] = auth.state
 
     async def resolve(self, provider: Provider, model: Model | None = None) -> ResolvedAuth:
         """Resolve (or return the cached) auth for ``provider`` (and ``model``, when it has its own base URL
@@ -200,20 +196,35 @@ class Credentials:
         hit = self.cached(provider.id, model)
         if hit is not None:
             return hit
-        if ckey != provider.id:
-            assert model is not None
-            resolved_auth = await self._for_model(await self.resolve(provider), provider, model)
-        else:
-            resolved_auth = await self._for_provider(provider)
-        self._cache[ckey] = resolved_auth
-        return resolved_auth
+        task = self._resolving.get(ckey)
+        if task is None:
+            # One resolution for concurrent first requests: one !command run, one token fetch.
+            task = asyncio.ensure_future(self._resolve_now(provider, model, ckey))
+            self._resolving[ckey] = task
+            task.add_done_callback(_retrieve)
+        # Shielded: a client that goes away must not cancel the resolution others wait for.
+        return await asyncio.shield(task)
+
+    async def _resolve_now(self, provider: Provider, model: Model | None, ckey: str) -> ResolvedAuth:
+        try:
+            if ckey != provider.id:
+                assert model is not None
+                resolved_auth = await self._for_model(await self.resolve(provider), provider, model)
+            else:
+                resolved_auth = await self._for_provider(provider)
+            self._cache[ckey] = resolved_auth
+            return resolved_auth
+        finally:
+            # Inside the task, so no later request (nor another event loop) can find it finished.
+            if self._resolving.get(ckey) is asyncio.current_task():
+                del self._resolving[ckey]
 
     async def _for_provider(self, provider: Provider) -> ResolvedAuth:
-        if provider.adapter and not provider.pending:
+        if provider.adapter:
             return await self._for_cloud(provider)
         key, source, key_value, scoped = await self._find_key(provider)
         env = {**self._env(), **scoped}
-        base_url = _fill_placeholders(provider, provider.base_url, env)
+        base_url = fill_placeholders(provider, provider.base_url, env)
         headers: dict[str, str] = {"content-type": "application/json"}
         secrets = [key] if key else []
         await self._resolve_headers(provider, provider.headers, env, headers, secrets)
@@ -227,9 +238,10 @@ class Credentials:
             key, source, key_value, scoped = await self._find_key(provider)
         except MissingCredentials:
             key, source, key_value = None, "ambient", None
-            scoped = _scoped_env(self._auth_entry(provider.id))
+            scoped = scoped_env(self._auth_entry(provider.id))
         env = {**self._env(), **scoped}
-        resolved = await adapter_for(provider.adapter).resolve(provider, key, source, env)
+        previous = self._previous.pop(provider.id, None)
+        resolved = await adapter_for(provider.adapter).resolve(provider, key, source, env, previous)
         self._cloud[provider.id] = provider.adapter
         # Headers configured in models.json (inline BYOK for the Cloudflare gateway, say) resolve here like
         # any key value; what the adapter set wins over a configured header of the same name.
@@ -250,7 +262,7 @@ class Credentials:
 
     async def _for_model(self, base: ResolvedAuth, provider: Provider, model: Model) -> ResolvedAuth:
         env = {**self._env(), **base.extra_env}
-        base_url = _fill_placeholders(provider, model.base_url, env) if model.base_url else base.base_url
+        base_url = fill_placeholders(provider, model.base_url, env) if model.base_url else base.base_url
         headers = dict(base.headers)
         if base.key is not None and model.api and model.api != provider.api and not provider.auth_header:
             # The model speaks another wire API than its provider (an OpenCode model over Anthropic
@@ -285,91 +297,93 @@ class Credentials:
         return self._locate(provider)
 
     def _locate(self, p: Provider) -> str | None:
-        if p.adapter and not p.pending:
-            merged = {**self._env(), **_scoped_env(self._auth_entry(p.id))}
-            found = self._locate_key(p)
+        found = self._first_source(p)
+        usable = found is not None and self._configured(p, found)
+        if p.adapter:
+            env = found.env if found is not None else {**self._env(), **scoped_env(self._auth_entry(p.id))}
             adapter = adapter_for(p.adapter)
-            if not adapter.available(p, found is not None, merged):
+            if not adapter.available(p, usable, env):
                 return None
-            return adapter.describe(p, found is not None, merged) or found
-        return self._locate_key(p)
+            return adapter.describe(p, usable, env) or (found.name if usable and found is not None else None)
+        return found.name if usable and found is not None else None
 
-    def _locate_key(self, p: Provider) -> str | None:
-        # Mirrors _find_key step by step, but never runs a command: a !command counts as configured.
-        env = self._env()
+    def _first_source(self, p: Provider) -> _Source | None:
+        """The resolution order (see the module docstring), in one place: the first source that holds
+        something for ``p``, without resolving it."""
         entry = self._auth_entry(p.id)
-        merged = {**env, **_scoped_env(entry)}
-        if any(not merged.get(n) for n in p.url_env):
-            return None
+        scoped = scoped_env(entry)
+        process = self._env()
+        env = {**process, **scoped}
         if p.id in self._cli:
-            return "--api-key"
+            return _Source("--api-key", self._cli[p.id], env, scoped, entry)
         if entry is not None:
             if entry.get("type") == "oauth":
                 if isinstance(entry.get("access"), str) and entry["access"]:
-                    return "auth.json (oauth)"
+                    return _Source("auth.json (oauth)", None, env, scoped, entry)
             elif isinstance(entry.get("key"), str) and entry["key"]:
-                # A stored key owns the provider: when it cannot resolve, resolve() fails rather than
-                # falling back to the env var, so it is not available either.
-                return "auth.json" if is_configured(entry["key"], merged) else None
+                return _Source("auth.json", entry["key"], env, scoped, entry)
         for name in p.env_vars:
-            if env.get(name):
-                return f"env {name}"
+            if process.get(name):
+                return _Source(f"env {name}", process[name], env, scoped, entry)
         if p.config_api_key is not None:
-            return "models.json" if is_configured(p.config_api_key, merged) else None
+            return _Source("models.json", p.config_api_key, env, scoped, entry)
         if p.origin == "models.json" and not p.auth_header:
-            return "none needed"
+            return _Source("none needed", None, env, scoped, entry)  # a local server such as Ollama
         return None
 
-    async def _find_key(self, p: Provider) -> tuple[str | None, str, str | None, dict[str, str]]:
-        env = self._env()
-        entry = self._auth_entry(p.id)
-        scoped = _scoped_env(entry)
-        if p.id in self._cli:
-            return self._cli[p.id], "--api-key", None, scoped
-        if entry is not None:
-            found = await self._from_auth_entry(p, entry, {**env, **scoped})
-            if found is not None:
-                return found[0], found[1], found[2], scoped
-        for name in p.env_vars:
-            if env.get(name):
-                return env[name], f"env {name}", None, scoped
-        if p.config_api_key is not None:
-            merged = self._value_env(p.config_api_key, {**env, **scoped})
-            key = await aresolve_key_value(p.config_api_key, env=merged, source=self._models_origin())
-            if key:
-                return key, "models.json", p.config_api_key, scoped
-        if p.origin == "models.json" and p.config_api_key is None and not p.auth_header:
-            return None, "none needed", None, scoped  # a local server such as Ollama
-        raise MissingCredentials(_missing_message(p, self._store.path, self._models_json))
+    def _configured(self, p: Provider, found: _Source) -> bool:
+        """Whether ``found`` would resolve, judged without running a command (a ``!command`` counts)."""
+        if any(not found.env.get(n) for n in p.url_env):
+            return False
+        if found.name in ("auth.json", "models.json") and found.value is not None:
+            return is_configured(found.value, found.env)
+        return True
 
-    async def _from_auth_entry(
-        self, p: Provider, entry: dict[str, Any], env: Mapping[str, str]
-    ) -> tuple[str, str, str | None] | None:
-        if entry.get("type") == "oauth":
-            force = p.id in self._force_refresh
-            self._force_refresh.discard(p.id)
-            if (force or needs_refresh(entry)) and flow_for(p.id) is not None:
-                # Refreshed under the auth.json lock, shared with every process using the file.
-                entry = await ensure_fresh(self._store, p.id, force=force)
-                self._auth_data = None
-            expires = entry.get("expires")
-            if isinstance(expires, int | float) and expires <= time.time() * 1000:
-                raise MissingCredentials(f"the stored {p.name} login has expired; run 'switchboard login {p.id}' again")
-            if isinstance(expires, int | float):
-                self._expires[p.id] = float(expires)
-            access = entry.get("access")
-            return (access, "auth.json (oauth)", None) if isinstance(access, str) and access else None
-        value = entry.get("key")
-        if not isinstance(value, str) or not value:
-            return None
-        key = await aresolve_key_value(value, env=env, source=self._auth_origin)
-        if key is None:
-            raise MissingCredentials(
-                f"the {p.id!r} key in {self._store.path} did not resolve (a !command failed or printed "
-                "nothing, or a referenced environment variable is unset); fix the entry or run "
-                f"'switchboard login {p.id}'"
-            )
-        return key, "auth.json", value
+    async def _find_key(self, p: Provider) -> tuple[str | None, str, str | None, dict[str, str]]:
+        """The key from the first source of the order, resolved; raises :class:`MissingCredentials`."""
+        found = self._first_source(p)
+        if found is None:
+            raise self._missing(p)
+        if found.name == "auth.json (oauth)":
+            assert found.entry is not None
+            return await self._oauth_access(p, found.entry), found.name, None, found.scoped
+        if found.name == "auth.json":
+            assert found.value is not None
+            key = await aresolve_key_value(found.value, env=found.env, source=self._auth_origin)
+            if key is None:
+                raise self._missing(p)
+            return key, found.name, found.value, found.scoped
+        if found.name == "models.json":
+            assert found.value is not None
+            merged = self._value_env(found.value, found.env)
+            key = await aresolve_key_value(found.value, env=merged, source=self._models_origin())
+            if not key:
+                raise self._missing(p)
+            return key, found.name, found.value, found.scoped
+        return found.value, found.name, None, found.scoped  # --api-key, env, none needed
+
+    def _missing(self, p: Provider) -> MissingCredentials:
+        env, raw = self._env(), self._load_auth().get(p.id)
+        return MissingCredentials(missing_credentials_message(p, self._store.path, self._models_json, env, raw))
+
+    async def _oauth_access(self, p: Provider, entry: dict[str, Any]) -> str:
+        """The stored login's access token, refreshed first when it expires within the margin (or the
+        upstream refused it)."""
+        force = p.id in self._force_refresh
+        self._force_refresh.discard(p.id)
+        if (force or needs_refresh(entry)) and flow_for(p.id) is not None:
+            # Refreshed under the auth.json lock, shared with every process using the file.
+            entry = await ensure_fresh(self._store, p.id, force=force)
+            self._auth_data = None
+        expires = entry.get("expires")
+        if isinstance(expires, int | float) and expires <= time.time() * 1000:
+            raise MissingCredentials(f"the stored {p.name} login has expired; run 'switchboard login {p.id}' again")
+        if isinstance(expires, int | float):
+            self._expires[p.id] = float(expires)
+        access = entry.get("access")
+        if not isinstance(access, str) or not access:
+            raise MissingCredentials(f"the stored {p.name} login has no access token; run 'switchboard login {p.id}'")
+        return access
 
     def _models_origin(self) -> Origin | None:
         return command_origin(self._models_json) if self._models_json is not None else None
@@ -383,15 +397,10 @@ class Credentials:
         return env
 
 
-def adapter_for(name: str) -> CloudAdapter:
-    from .cloud import adapter_for as load  # cloud adapters import this module; import them late
-
-    return load(name)
-
-
-def _scoped_env(entry: Mapping[str, Any] | None) -> dict[str, str]:
-    scoped = entry.get("env") if entry is not None else None
-    return {str(k): str(v) for k, v in scoped.items()} if isinstance(scoped, dict) else {}
+def _retrieve(task: asyncio.Task[ResolvedAuth]) -> None:
+    """Retrieve a resolution's exception even when every request waiting for it has gone."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _auth_headers(p: Provider, style: str, key: str, source: str) -> dict[str, str]:
@@ -414,37 +423,3 @@ def _cache_key(provider_id: str, model: Model | None) -> str:
     if model is None or (not model.base_url and not model.headers and not model.api):
         return provider_id
     return f"{provider_id}\0{model.id}"
-
-
-def _fill_placeholders(p: Provider, url: str, env: Mapping[str, str]) -> str:
-    def sub(m: re.Match[str]) -> str:
-        value = env.get(m.group(1))
-        if not value:
-            raise MissingCredentials(
-                f'{p.name} needs {m.group(1)}: set it in the environment, or under "env" in the '
-                f"{p.id!r} entry of auth.json"
-            )
-        return value
-
-    return _PLACEHOLDER.sub(sub, url)
-
-
-def _missing_message(p: Provider, auth_path: Path, models_json: Path | None) -> str:
-    unresolved = (
-        f"the apiKey of providers.{p.id} in {models_json} did not resolve (a !command failed or printed "
-        "nothing, or a referenced environment variable is unset)"
-    )
-    if p.origin == "models.json":
-        if p.config_api_key is not None:
-            return f"no API key for {p.id!r}: {unresolved}; fix it"
-        return f"no API key for {p.id!r} (authHeader is true): set providers.{p.id}.apiKey in {models_json}"
-    ways = []
-    if p.env_vars:
-        ways.append("set " + " or ".join(p.env_vars))
-    ways.append(f"run 'switchboard login {p.id}'")
-    ways.append(f"add it to {auth_path}")
-    ways.append(f"or start with 'switchboard serve --api-key {p.id}=...'")
-    message = f"no credentials for {p.name} ({p.id}): " + ", ".join(ways)
-    if p.config_api_key is not None:
-        message += f"; {unresolved}"
-    return message

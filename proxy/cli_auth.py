@@ -21,7 +21,6 @@ import difflib
 import getpass
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,8 +29,10 @@ from typing import Any
 from providers.authstore import AuthStore
 from providers.credentials import Credentials
 from providers.errors import ConfigError, SwitchboardError
+from providers.fixes import describe_key_value, how_to_fix, mask_key, takes_api_key
 from providers.keyvalue import Origin
 from providers.models_json import command_origin
+from providers.provider_env import scoped_env
 from providers.registry import Provider, Registry, load_builtin_providers
 
 from .config import Paths
@@ -44,8 +45,6 @@ _SUBSCRIPTION_LABELS = {
     "anthropic": "Claude Pro/Max",
     "github-copilot": "GitHub Copilot",
 }
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-_REFERENCE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?")
 
 
 def add_auth_commands(sub: Any) -> None:
@@ -219,13 +218,6 @@ def _subscription_ids() -> list[str]:
     return list(FLOWS)
 
 
-def _takes_api_key(p: Provider) -> bool:
-    """Whether storing an API key makes sense: a subscription-only provider (Codex, Copilot) takes none."""
-    if p.id in _subscription_ids():
-        return any(name.endswith("_API_KEY") for name in p.env_vars)
-    return bool(p.env_vars) or p.origin == "models.json"
-
-
 def _menu(registry: Registry) -> list[MenuItem]:
     items: list[MenuItem] = []
     for pid in _subscription_ids():
@@ -234,7 +226,7 @@ def _menu(registry: Registry) -> list[MenuItem]:
         label = getattr(flow, "label", None) or _SUBSCRIPTION_LABELS.get(pid) or (p.name if p else pid)
         items.append(MenuItem(pid, label, "subscription", "" if flow else "not available in this build"))
     for p in registry:
-        if _takes_api_key(p):
+        if takes_api_key(p):
             items.append(MenuItem(p.id, p.name, "api_key"))
     return items
 
@@ -269,7 +261,7 @@ def _login(args: argparse.Namespace) -> int:
         close = difflib.get_close_matches(pid, known, n=3, cutoff=0.6)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise ConfigError(f"unknown provider {pid!r}{hint} ('switchboard login' lists them all)")
-    key_ok = p is not None and _takes_api_key(p)
+    key_ok = p is not None and takes_api_key(p)
     if args.stdin or args.key:
         if not key_ok:
             raise ConfigError(f"{pid!r} takes no API key; log in with 'switchboard login {pid}'")
@@ -313,7 +305,7 @@ def _login_key(store: AuthStore, registry: Registry, pid: str, *, from_stdin: bo
     replaced = store.get(pid) is not None
     store.set(pid, {"type": "api_key", "key": key})
     verb = "Replaced the stored credential" if replaced else "Stored an API key"
-    print(f"{verb} for {name} ({pid}) in {store.path}: {_describe_key_value(key, os.environ)}.")
+    print(f"{verb} for {name} ({pid}) in {store.path}: {describe_key_value(key, os.environ)}.")
     if p is not None:
         _note_missing_env(p)
     return 0
@@ -331,7 +323,7 @@ def _login_subscription(store: AuthStore, registry: Registry, pid: str) -> int:
     if flow is None:
         name = p.name if p else pid
         print(f"switchboard: the {name} subscription login is not available in this build", file=sys.stderr)
-        if p is not None and _takes_api_key(p):
+        if p is not None and takes_api_key(p):
             print(f"An API key works instead: switchboard login {pid} --key", file=sys.stderr)
         return 2
     try:
@@ -403,25 +395,6 @@ def _note_env_still_set(paths: Paths, ids: Sequence[str]) -> None:
 # --- doctor ------------------------------------------------------------------------------------------
 
 
-def mask_key(key: str) -> str:
-    """A hint that identifies a literal key without revealing it: ``sk-…abcd`` (``…`` when short)."""
-    if len(key) < 16:
-        return "…"
-    return f"{key[:3]}…{key[-4:]}"
-
-
-def _describe_key_value(value: str, env: Mapping[str, str]) -> str:
-    """How a stored key value resolves, never the secret itself."""
-    if value.startswith("!"):
-        return "a !command"
-    refs = _REFERENCE.findall(value)
-    if refs:
-        return "from " + ", ".join(dict.fromkeys(r.strip("${}") for r in refs))
-    if _ENV_NAME.match(value) and env.get(value):
-        return f"from env {value}"
-    return f"key {mask_key(value)}"
-
-
 def _iso(expires: Any) -> str | None:
     if not isinstance(expires, int | float) or isinstance(expires, bool):
         return None
@@ -432,48 +405,9 @@ def _iso(expires: Any) -> str | None:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _fix(p: Provider, paths: Paths, env: Mapping[str, str], entry: dict[str, Any] | None) -> str:
-    """What to do so that ``p`` becomes usable."""
-    if p.pending:
-        return p.pending
-    merged = {**env, **_scoped(entry)}
-    missing_url = [n for n in p.url_env if not merged.get(n)]
-    url_part = f"set {' and '.join(missing_url)}" if missing_url else ""
-    if entry is not None and entry.get("type") == "oauth":
-        return f"the stored login is not usable; run 'switchboard login {p.id}' again"
-    if entry is not None and isinstance(entry.get("key"), str) and entry["key"] and not url_part:
-        what = _describe_key_value(entry["key"], merged)
-        return (
-            f"the key stored in {paths.auth_json} ({what}) does not resolve; set what it refers to, "
-            f"or run 'switchboard login {p.id}' again"
-        )
-    if p.origin == "models.json":
-        if p.config_api_key is not None:
-            what = _describe_key_value(p.config_api_key, merged)
-            key_part = f"make providers.{p.id}.apiKey in {paths.models_json} resolve ({what})"
-        else:
-            key_part = f"set providers.{p.id}.apiKey in {paths.models_json}"
-        return f"{url_part}; {key_part}" if url_part else key_part
-    ways: list[str] = []
-    sub = p.id in _subscription_ids()
-    has_key = bool(entry and entry.get("key")) or any(env.get(n) for n in p.env_vars)
-    hint = p.login_hint if p.adapter and p.login_hint and not p.login_hint.startswith("switchboard login") else ""
-    if hint:
-        ways.append(hint)
-    if not has_key and p.env_vars and not all(n in hint for n in p.env_vars):
-        ways.append("set " + " or ".join(p.env_vars))
-    if sub and _flow(p.id) is not None:
-        ways.append(f"run 'switchboard login {p.id}'")
-    if not has_key and _takes_api_key(p):
-        ways.append(f"run 'switchboard login {p.id}{' --key' if sub else ''}'")
-    if p.adapter == "azure" and not (merged.get("AZURE_OPENAI_BASE_URL") or merged.get("AZURE_OPENAI_RESOURCE_NAME")):
-        url_part = "set AZURE_OPENAI_BASE_URL or AZURE_OPENAI_RESOURCE_NAME"
-    if not ways and sub:
-        ways.append(f"the {p.name} subscription login is not available in this build")
-    key_part = ("; or " if hint else " or ").join(dict.fromkeys(ways))
-    if url_part and key_part:
-        return f"{url_part}, and {key_part}"
-    return url_part or key_part or p.login_hint or f"run 'switchboard login {p.id}'"
+def _fix(p: Provider, paths: Paths, env: Mapping[str, str], raw: object) -> str:
+    """What to do so that ``p`` becomes usable: the same text a request's 401 gives."""
+    return how_to_fix(p, paths.auth_json, paths.models_json, env, raw)
 
 
 def diagnose(paths: Paths, env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
@@ -499,7 +433,7 @@ def diagnose(paths: Paths, env: Mapping[str, str] | None = None) -> list[dict[st
             found = None
             fix = f"cannot check: {exc.message if isinstance(exc, SwitchboardError) else type(exc).__name__}"
         source = _describe_source(found, p, entry, environ)
-        usable = found is not None and not p.pending
+        usable = found is not None
         refusal = _command_refusal(found, p, entry, auth_origin, paths)
         if usable and refusal is not None:
             usable = False
@@ -514,7 +448,7 @@ def diagnose(paths: Paths, env: Mapping[str, str] | None = None) -> list[dict[st
             elif lapsed:
                 source += " (expired; refreshed on the next request)"
         if not usable and fix is None:
-            fix = _fix(p, paths, environ, entry)
+            fix = _fix(p, paths, environ, auth.get(p.id))
         rows.append(
             {
                 "provider": p.id,
@@ -540,20 +474,15 @@ def _command_refusal(
     return None
 
 
-def _scoped(entry: dict[str, Any] | None) -> dict[str, str]:
-    raw = entry.get("env") if entry is not None else None
-    return {k: v for k, v in raw.items() if isinstance(v, str)} if isinstance(raw, dict) else {}
-
-
 def _describe_source(found: str | None, p: Provider, entry: dict[str, Any] | None, env: Mapping[str, str]) -> str:
     if found is None:
         return ""
     if found == "auth.json" and entry is not None and isinstance(entry.get("key"), str):
-        return f"auth.json API key ({_describe_key_value(entry['key'], {**env, **_scoped(entry)})})"
+        return f"auth.json API key ({describe_key_value(entry['key'], {**env, **scoped_env(entry)})})"
     if found == "auth.json (oauth)":
         return "auth.json OAuth login"
     if found == "models.json" and p.config_api_key is not None:
-        return f"models.json apiKey ({_describe_key_value(p.config_api_key, env)})"
+        return f"models.json apiKey ({describe_key_value(p.config_api_key, env)})"
     return found
 
 

@@ -22,7 +22,7 @@ import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from providers.credentials import adapter_for
+from providers.cloud import adapter_for
 from providers.errors import InvalidRequest, NotFound
 from providers.registry import Compat, Model, Provider, Registry
 
@@ -142,7 +142,7 @@ def _quote(name: str) -> str:
 
 def _target(provider: Provider, upstream_model: str) -> Target:
     model = provider.model(upstream_model)
-    if provider.adapter and not provider.pending:
+    if provider.adapter:
         api = adapter_for(provider.adapter).api_for(provider, upstream_model, model)
     else:
         api = (model.api if model else None) or provider.api

@@ -1,9 +1,15 @@
-"""The last step before a request leaves: merge headers, then let a cloud adapter sign or authorize it."""
+"""The last step before a request leaves: merge headers, then let a cloud adapter sign or authorize it.
+
+Both entry points reach the provider's adapter through its :class:`~providers.cloud.base.CloudAdapter`
+contract; a provider without an adapter passes through unchanged.
+"""
 
 from __future__ import annotations
 
+from providers.cloud import adapter_for
 from providers.cloud.base import RequestContext
-from providers.credentials import ResolvedAuth, adapter_for
+from providers.request_facts import RequestFacts, facts_from_body
+from providers.resolved import ResolvedAuth
 from providers.wire.base import UpstreamCall, WireTarget
 
 from .asgi import Scope
@@ -24,9 +30,16 @@ def wire_target(target: Target, auth: ResolvedAuth) -> WireTarget:
     )
 
 
-async def final_call(target: Target, auth: ResolvedAuth, call: UpstreamCall, scope: Scope) -> UpstreamCall:
+async def final_call(
+    target: Target, auth: ResolvedAuth, call: UpstreamCall, scope: Scope, facts: RequestFacts | None = None
+) -> UpstreamCall:
     """``call`` with the credential headers merged in (a header set to "" by the wire module is dropped),
-    signed or authorized by the provider's cloud adapter when it has one."""
+    signed or authorized by the provider's cloud adapter when it has one.
+
+    ``facts`` are what the caller read from the request it decoded (:func:`providers.request_facts.
+    facts_from_chat` / :func:`~providers.request_facts.facts_from_request`); without them an adapted
+    provider's facts are read off ``call.body``, which costs a decode.
+    """
     headers = dict(auth.headers)
     for name, value in call.headers.items():
         if value:
@@ -35,18 +48,19 @@ async def final_call(target: Target, auth: ResolvedAuth, call: UpstreamCall, sco
             headers.pop(name, None)
     merged = UpstreamCall(call.url, call.body, headers)
     provider = target.provider
-    if not provider.adapter or provider.pending:
+    if not provider.adapter:
         return merged
     inbound = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
-    ctx = RequestContext(inbound, target.api)
-    return await adapter_for(provider.adapter).finalize(merged, wire_target(target, auth), ctx)
+    if facts is None:
+        facts = facts_from_body(call.body, target.api)
+    ctx = RequestContext(inbound, target.api, facts)
+    return await adapter_for(provider.adapter).finalize(merged, auth, wire_target(target, auth), ctx)
 
 
 def error_hint(target: Target, status: int, message: str) -> str:
     """``message`` with the provider's cloud adapter's advice appended, when it has some for this error."""
     provider = target.provider
-    if not provider.adapter or provider.pending:
+    if not provider.adapter:
         return message
-    hint = getattr(adapter_for(provider.adapter), "error_hint", None)
-    extra = hint(status, message) if hint is not None else None
+    extra = adapter_for(provider.adapter).error_hint(status, message)
     return f"{message} ({extra})" if extra else message

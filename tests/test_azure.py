@@ -177,11 +177,12 @@ async def test_finalize_adds_api_version_and_deployment() -> None:
         return WireTarget(p.id, p.name, auth.base_url, model, p.model(model), p.compat, auth.headers)
 
     body = json.dumps({"model": "gpt-4.1", "input": "hi"}).encode()
-    out = await ADAPTER.finalize(UpstreamCall(auth.base_url + "/responses", body, {"x": "1"}), target("gpt-4.1"), ctx)
+    call = UpstreamCall(auth.base_url + "/responses", body, {"x": "1"})
+    out = await ADAPTER.finalize(call, auth, target("gpt-4.1"), ctx)
     assert out.url == "https://r.openai.azure.com/openai/v1/responses?api-version=2025-04-01-preview"
     assert json.loads(out.body) == {"model": "dep-41", "input": "hi"} and out.headers == {"x": "1"}
     unmapped = json.dumps({"model": "gpt-4o", "input": "hi"}).encode()
-    out = await ADAPTER.finalize(UpstreamCall(auth.base_url + "/responses?a=b", unmapped), target("gpt-4o"), ctx)
+    out = await ADAPTER.finalize(UpstreamCall(auth.base_url + "/responses?a=b", unmapped), auth, target("gpt-4o"), ctx)
     assert out.url.endswith("/responses?a=b&api-version=2025-04-01-preview") and out.body == unmapped
 
 
@@ -384,7 +385,7 @@ async def test_entra_one_refresh_at_a_time(entra: tuple[FakeAzure, FakeEntraAuth
     ctx = RequestContext({}, "openai-responses")
     calls = [UpstreamCall(auth.base_url + "/responses", b"{}", {}) for _ in range(5)]
     authority.gate = threading.Event()
-    finalizing = asyncio.gather(*(ADAPTER.finalize(c, target, ctx) for c in calls))
+    finalizing = asyncio.gather(*(ADAPTER.finalize(c, auth, target, ctx) for c in calls))
     # The token request now waits on the gate; only an event loop the fetch left free can open it.
     deadline = time.monotonic() + 10
     while not _token_requests(authority) and time.monotonic() < deadline:

@@ -61,7 +61,7 @@ async def _exchange(model_id: str, key: str | None, stream: bool) -> tuple[int, 
     target = WireTarget(p.id, p.name, auth.base_url, model_id, p.model(model_id), p.compat, auth.headers)
     call = API.build(Request(model_id, [Message("user", [Text("hello")])], stream=stream), target)
     merged = UpstreamCall(call.url, call.body, {**auth.headers, **call.headers})
-    final = await ADAPTER.finalize(merged, target, RequestContext({}, API.name))
+    final = await ADAPTER.finalize(merged, auth, target, RequestContext({}, API.name))
     client = AiohttpClient(Timeouts())
     try:
         resp = await client.send("POST", final.url, final.headers, final.body)
@@ -184,7 +184,7 @@ def test_arn_region_changes_host_and_signing_region(monkeypatch: pytest.MonkeyPa
         auth = await ADAPTER.resolve(p, None, "env", dict(os.environ))
         target = WireTarget(p.id, p.name, auth.base_url, ARN, None, p.compat, auth.headers)
         call = API.build(Request(ARN, [Message("user", [Text("x")])]), target)
-        return await ADAPTER.finalize(call, target, RequestContext({}, API.name))
+        return await ADAPTER.finalize(call, auth, target, RequestContext({}, API.name))
 
     final = asyncio.run(run())
     assert final.url.startswith("https://bedrock-runtime.eu-west-1.amazonaws.com/model/arn%3Aaws%3Abedrock%3Aeu-west-1")
@@ -268,7 +268,7 @@ def test_refreshable_credentials_refresh_off_the_loop_one_at_a_time(monkeypatch:
             gate.clear()
             seen = len(ecs.requests)
             finalizing = asyncio.gather(
-                *(ADAPTER.finalize(call, target, RequestContext({}, API.name)) for _ in range(5))
+                *(ADAPTER.finalize(call, auth, target, RequestContext({}, API.name)) for _ in range(5))
             )
             # The refresh now waits on the gate; only a loop that botocore's blocking fetch left free can open it.
             deadline = time.monotonic() + 10

@@ -23,6 +23,7 @@ from providers.cloud.cloudflare import ADAPTER
 from providers.credentials import Credentials
 from providers.errors import MissingCredentials
 from providers.registry import load_builtin_models, load_builtin_providers
+from providers.resolved import ResolvedAuth
 from providers.wire.base import UpstreamCall, WireTarget
 from tests.conftest import Proxy, auth_json, models_json
 from tests.fakes.cloudflare_upstream import CfRecorded, FakeCloudflare
@@ -219,7 +220,8 @@ def test_finalize_strips_the_token_from_upstream_auth_headers() -> None:
     headers = {"cf-aig-authorization": f"Bearer {TOKEN}", "Authorization": f"Bearer {TOKEN}", "x-api-key": TOKEN}
     call = UpstreamCall(base + "/v1/messages", b'{"model":"claude-x","messages":[]}', headers)
     target = WireTarget(GW, "Cloudflare AI Gateway", base, "claude-x", None, load_builtin_providers()[0].compat)
-    out = asyncio.run(ADAPTER.finalize(call, target, RequestContext({}, "anthropic-messages")))
+    auth = ResolvedAuth(base, headers, "test")
+    out = asyncio.run(ADAPTER.finalize(call, auth, target, RequestContext({}, "anthropic-messages")))
     assert out.url == base + "/anthropic/v1/messages"
     assert {k.lower() for k in out.headers} == {"cf-aig-authorization", "x-session-affinity"}
 

@@ -15,7 +15,7 @@ import pytest
 
 from providers.authstore import AuthStore
 from providers.cloud.base import RequestContext
-from providers.cloud.copilot import ADAPTER, Copilot, has_image, initiator, model_not_supported_hint
+from providers.cloud.copilot import ADAPTER, Copilot, model_not_supported_hint
 from providers.credentials import Credentials
 from providers.errors import MissingCredentials
 from providers.oauth import ensure_fresh
@@ -31,6 +31,8 @@ from providers.oauth.copilot import (
     normalize_domain,
 )
 from providers.registry import Provider, load_builtin_models, load_builtin_providers
+from providers.request_facts import facts_from_body
+from providers.resolved import ResolvedAuth
 from providers.wire.base import UpstreamCall, WireTarget
 from tests.conftest import Proxy, auth_json, models_json
 from tests.fakes.copilot_upstream import DEVICE_CODE, USER_CODE, FakeCopilot, FakeGitHub, copilot_token
@@ -317,7 +319,9 @@ def _finalize(body: dict[str, Any], api: str = "openai-completions") -> dict[str
     target = WireTarget(PID, "GitHub Copilot", "https://api.x", "m", None, provider.compat)
     headers = {"Authorization": "Bearer tid=1;", "x-api-key": "tid=1;"}
     call = UpstreamCall("https://api.x/chat/completions", json.dumps(body).encode(), headers)
-    out = asyncio.run(Copilot().finalize(call, target, RequestContext({}, api)))
+    auth = ResolvedAuth("https://api.x", headers, "test")
+    ctx = RequestContext({}, api, facts_from_body(call.body, api))
+    out = asyncio.run(Copilot().finalize(call, auth, target, ctx))
     return out.headers
 
 
@@ -353,7 +357,7 @@ def test_x_initiator(api: str, body: dict[str, Any], expected: str) -> None:
     assert headers["Openai-Intent"] == "conversation-edits"
     assert "Copilot-Vision-Request" not in headers
     assert "x-api-key" not in headers and headers["Authorization"] == "Bearer tid=1;"
-    assert initiator(body, api) == expected
+    assert facts_from_body(json.dumps(body).encode(), api).initiator == expected
 
 
 @pytest.mark.parametrize(
@@ -385,7 +389,7 @@ def test_x_initiator(api: str, body: dict[str, Any], expected: str) -> None:
 )
 def test_vision_header(api: str, body: dict[str, Any]) -> None:
     assert _finalize(body, api)["Copilot-Vision-Request"] == "true"
-    assert has_image(body)
+    assert facts_from_body(json.dumps(body).encode(), api).has_image
 
 
 def test_model_not_supported_hint() -> None:

@@ -18,8 +18,12 @@ Base URL, first match wins: ``AZURE_OPENAI_BASE_URL``, ``https://{AZURE_OPENAI_R
 /openai/v1``, the provider's ``baseUrl`` (models.json); each from auth.json's ``env`` map before the process
 environment. Root paths of Azure hosts are normalized to ``/openai/v1`` (:func:`normalize_base_url`).
 
-Tokens are cached per provider and refreshed :data:`_REFRESH_MARGIN` seconds before expiry, one refresh at a
-time, in a worker thread (azure-identity's sync credentials block).
+What :meth:`AzureAdapter.resolve` found (``api-version``, the deployment map, the Entra token cache) is a
+:class:`_State` on the resolved value. Tokens are refreshed :data:`_REFRESH_MARGIN` seconds before expiry, one
+refresh at a time, in a worker thread (azure-identity's sync credentials block).
+
+The deployment map is applied by :meth:`AzureAdapter.finalize`, which re-encodes the body only for a model
+the map renames.
 """
 
 from __future__ import annotations
@@ -36,11 +40,11 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import msgspec
 
-from ..credentials import ResolvedAuth
 from ..errors import ConfigError, MissingCredentials
 from ..registry import Model, Provider
+from ..resolved import AdapterState, ResolvedAuth
 from ..wire.base import UpstreamCall, WireTarget
-from .base import RequestContext
+from .base import AdapterBase, CloudAdapter, RequestContext
 
 if TYPE_CHECKING:
     from azure.core.credentials import AccessToken, TokenCredential
@@ -69,10 +73,7 @@ _HOW_TO_AUTH = (
 )
 
 
-class AzureAdapter:
-    def __init__(self) -> None:
-        self._state: dict[str, _State] = {}
-
+class AzureAdapter(AdapterBase):
     def available(self, provider: Provider, has_key: bool, env: Mapping[str, str]) -> bool:
         # A key alone is not enough: without an endpoint every request would fail.
         has_endpoint = bool(_get(env, "AZURE_OPENAI_BASE_URL") or _get(env, "AZURE_OPENAI_RESOURCE_NAME"))
@@ -84,32 +85,41 @@ class AzureAdapter:
         # With a key the resolver's own answer ("env AZURE_OPENAI_API_KEY", "auth.json") is the precise one.
         return None if has_key else _entra_source(env)
 
-    def forget(self, provider_id: str) -> bool:
-        state = self._state.get(provider_id)
-        return state.token.expire() if state is not None and state.token is not None else False
+    def forget(self, auth: ResolvedAuth) -> bool:
+        state = auth.state
+        return state.token.expire() if isinstance(state, _State) and state.token is not None else False
 
     def api_for(self, provider: Provider, model_id: str, model: Model | None) -> str:
         api = model.api if model is not None else None
         return api if api and api != "azure-openai-responses" else "openai-responses"
 
-    async def resolve(self, provider: Provider, key: str | None, source: str, env: Mapping[str, str]) -> ResolvedAuth:
+    async def resolve(
+        self,
+        provider: Provider,
+        key: str | None,
+        source: str,
+        env: Mapping[str, str],
+        previous: AdapterState | None = None,
+    ) -> ResolvedAuth:
         base_url = _base_url(provider, env)
         api_version = _get(env, "AZURE_OPENAI_API_VERSION") or DEFAULT_API_VERSION
         deployments = parse_deployment_map(_get(env, "AZURE_OPENAI_DEPLOYMENT_NAME_MAP"))
         headers = {"content-type": "application/json"}
         if key:
-            self._state[provider.id] = _State(api_version, deployments, None)
             headers["api-key"] = key
-            return ResolvedAuth(base_url, headers, source, secrets=(key,))
+            state = _State(api_version, deployments, None)
+            return ResolvedAuth(base_url, headers, source, secrets=(key,), state=state)
         entra = _entra_source(env)
         if entra is None:
             raise MissingCredentials(f"no credentials for {provider.name} ({provider.id}): {_HOW_TO_AUTH}")
-        self._state[provider.id] = _State(api_version, deployments, _EntraToken(dict(env)))
-        return ResolvedAuth(base_url, headers, entra)
+        state = _State(api_version, deployments, _EntraToken(dict(env)))
+        return ResolvedAuth(base_url, headers, entra, state=state)
 
-    async def finalize(self, call: UpstreamCall, target: WireTarget, ctx: RequestContext) -> UpstreamCall:
-        state = self._state.get(target.provider_id)
-        if state is None:  # resolve() always runs first; a bug if not
+    async def finalize(
+        self, call: UpstreamCall, auth: ResolvedAuth, target: WireTarget, ctx: RequestContext
+    ) -> UpstreamCall:
+        state = auth.state
+        if not isinstance(state, _State):  # resolve() always sets it; a bug if not
             raise ConfigError(f"{target.provider_name}: credentials were not resolved before the request")
         url = _with_api_version(call.url, state.api_version)
         body = call.body
@@ -123,7 +133,7 @@ class AzureAdapter:
         return UpstreamCall(url, body, headers)
 
 
-ADAPTER = AzureAdapter()
+ADAPTER: CloudAdapter = AzureAdapter()
 
 
 def normalize_base_url(raw: str, variable: str = "AZURE_OPENAI_BASE_URL") -> str:
@@ -170,13 +180,16 @@ def parse_deployment_map(raw: str) -> dict[str, str]:
 # --- private ----------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _State:
-    """What :meth:`AzureAdapter.finalize` needs, set by the latest :meth:`AzureAdapter.resolve`."""
+@dataclass(eq=False)
+class _State(AdapterState):
+    """What :meth:`AzureAdapter.finalize` needs, found by :meth:`AzureAdapter.resolve`."""
 
     api_version: str
     deployments: dict[str, str]
     token: _EntraToken | None
+
+    def rotating_secrets(self) -> tuple[str, ...]:
+        return (self.token.current,) if self.token is not None and self.token.current else ()
 
 
 @dataclass(slots=True)
@@ -187,6 +200,10 @@ class _EntraToken:
     _credential: TokenCredential | None = None
     _token: AccessToken | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def current(self) -> str | None:
+        return self._token.token if self._token is not None else None
 
     def expire(self) -> bool:
         had = self._token is not None

@@ -20,7 +20,11 @@ is honoured by construction: our upstream client only speaks HTTP/1.1.
 
 :meth:`_Bedrock.available` counts a source as present without network: a key, skip-auth, ``AWS_PROFILE``,
 both access-key variables, the ECS URIs, a web identity token file, or a shared credentials/config file
-that defines credentials (keys, SSO, a role or a credential process).
+whose default profile defines credentials (keys, SSO, a role or a credential process), as botocore's own
+config loader parses it. That answer is cached per file identity (path, mtime, size): listing models
+costs two ``stat`` calls, never a file read, and an edited file is parsed again.
+
+What :meth:`_Bedrock.resolve` found (region, endpoint, signer) is a :class:`_State` on the resolved value.
 """
 
 from __future__ import annotations
@@ -32,11 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..credentials import ResolvedAuth
 from ..errors import MissingCredentials
 from ..registry import Model, Provider
+from ..resolved import AdapterState, ResolvedAuth
 from ..wire.base import UpstreamCall, WireTarget
-from .base import CloudAdapter, RequestContext
+from .base import AdapterBase, CloudAdapter, RequestContext
 
 __all__ = ["ADAPTER", "arn_region", "endpoint_for"]
 
@@ -47,7 +51,11 @@ _ARN_REGION = re.compile(r"^arn:aws[\w-]*:bedrock:([a-z0-9-]+):")
 _STANDARD_HOST = re.compile(r"^https://bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?")
 #: Only these headers are signed, so nothing the client stack adds later can break the signature.
 _SIGNED = ("content-type", "host")
-_FILE_MARKERS = ("aws_access_key_id", "sso_", "role_arn", "credential_process", "web_identity_token_file")
+#: Keys of a profile that make botocore's chain produce credentials (static keys, SSO, a role, a process).
+_CREDENTIAL_KEYS = ("aws_access_key_id", "sso_session", "sso_start_url", "sso_account_id", "role_arn",
+                    "credential_process", "web_identity_token_file")  # fmt: skip
+#: (path, mtime_ns, size) of a shared file → whether its default profile defines credentials.
+_file_verdicts: dict[tuple[str, int, int], bool] = {}
 _HOW = (
     "set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_BEARER_TOKEN_BEDROCK, "
     "or run 'aws configure' / 'aws sso login'"
@@ -87,12 +95,14 @@ class _Signer:
         return self.frozen
 
     def _refresh_needed(self) -> bool:
-        check = getattr(self.credentials, "refresh_needed", None)
-        return bool(check()) if callable(check) else False
+        from botocore.credentials import RefreshableCredentials  # loaded already: resolve() imported botocore
+
+        # Static keys never need refreshing; STS, SSO, ECS and IMDS credentials do before they expire.
+        return isinstance(self.credentials, RefreshableCredentials) and bool(self.credentials.refresh_needed())
 
 
-@dataclass(slots=True)
-class _State:
+@dataclass(eq=False)
+class _State(AdapterState):
     #: AWS_REGION, AWS_DEFAULT_REGION or the profile's region; None when nothing was configured.
     configured_region: str | None
     base_url: str
@@ -100,11 +110,7 @@ class _State:
     signer: _Signer | None  # None: bearer token or skip-auth
 
 
-class _Bedrock:
-    def __init__(self) -> None:
-        #: provider id → what resolve() found; finalize() signs with it.
-        self._states: dict[str, _State] = {}
-
+class _Bedrock(AdapterBase):
     def available(self, provider: Provider, has_key: bool, env: Mapping[str, str]) -> bool:
         return has_key or _skip_auth(env) or _ambient_source(env) is not None
 
@@ -118,7 +124,14 @@ class _Bedrock:
     def api_for(self, provider: Provider, model_id: str, model: Model | None) -> str:
         return _API
 
-    async def resolve(self, provider: Provider, key: str | None, source: str, env: Mapping[str, str]) -> ResolvedAuth:
+    async def resolve(
+        self,
+        provider: Provider,
+        key: str | None,
+        source: str,
+        env: Mapping[str, str],
+        previous: AdapterState | None = None,
+    ) -> ResolvedAuth:
         override = (env.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME") or "").rstrip("/")
         headers = {"content-type": "application/json"}
         signer: _Signer | None = None
@@ -132,15 +145,17 @@ class _Bedrock:
         else:
             credentials, profile_region = await asyncio.to_thread(_load_credentials, env)
             signer = _Signer(credentials)
-            source = _ambient_source(env) or f"AWS credentials ({getattr(credentials, 'method', 'botocore')})"
+            source = _ambient_source(env) or f"AWS credentials ({credentials.method or 'botocore'})"
         configured = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or profile_region or None
         base_url = override or endpoint_for(configured or _DEFAULT_REGION)
-        self._states[provider.id] = _State(configured, base_url, bool(override), signer)
-        return ResolvedAuth(base_url, headers, source, secrets=secrets, key=key)
+        state = _State(configured, base_url, bool(override), signer)
+        return ResolvedAuth(base_url, headers, source, secrets=secrets, key=key, state=state)
 
-    async def finalize(self, call: UpstreamCall, target: WireTarget, ctx: RequestContext) -> UpstreamCall:
-        state = self._states.get(target.provider_id)
-        if state is None:
+    async def finalize(
+        self, call: UpstreamCall, auth: ResolvedAuth, target: WireTarget, ctx: RequestContext
+    ) -> UpstreamCall:
+        state = auth.state
+        if not isinstance(state, _State):  # resolve() always sets it; a bug if not
             raise MissingCredentials(f"{target.provider_name}: credentials were not resolved; {_HOW}")
         url, region = _route(call.url, target.model_id, state)
         headers = dict(call.headers)
@@ -197,17 +212,40 @@ def _ambient_source(env: Mapping[str, str]) -> str | None:
         return "web identity (IRSA)"
     for var, default in (("AWS_SHARED_CREDENTIALS_FILE", "credentials"), ("AWS_CONFIG_FILE", "config")):
         path = Path(env.get(var) or Path(env.get("HOME") or Path.home()) / ".aws" / default)
-        if _defines_credentials(path):
+        if _defines_credentials(path, is_config=default == "config"):
             return f"AWS shared {default} file ({path})"
     return None
 
 
-def _defines_credentials(path: Path) -> bool:
+def _defines_credentials(path: Path, *, is_config: bool) -> bool:
+    """Whether the file's default profile gives botocore credentials; parsed once per file version."""
     try:
-        text = path.read_text(errors="replace").lower()
+        stat = path.stat()
     except OSError:
         return False
-    return any(marker in text for marker in _FILE_MARKERS)
+    identity = (str(path), stat.st_mtime_ns, stat.st_size)
+    verdict = _file_verdicts.get(identity)
+    if verdict is None:
+        verdict = _parse_defines_credentials(path, is_config=is_config)
+        if len(_file_verdicts) > 16:  # old versions of edited files
+            _file_verdicts.clear()
+        _file_verdicts[identity] = verdict
+    return verdict
+
+
+def _parse_defines_credentials(path: Path, *, is_config: bool) -> bool:
+    # botocore's own parser: the same sections, continuation lines and comments its chain will see.
+    from botocore.configloader import load_config, raw_config_parse
+    from botocore.exceptions import ConfigParseError
+
+    try:
+        if is_config:
+            profile = load_config(str(path)).get("profiles", {}).get("default", {})
+        else:
+            profile = raw_config_parse(str(path)).get("default", {})
+    except (ConfigParseError, OSError, UnicodeDecodeError):
+        return False
+    return isinstance(profile, dict) and any(profile.get(k) for k in _CREDENTIAL_KEYS)
 
 
 def _load_credentials(env: Mapping[str, str]) -> tuple[Any, str | None]:

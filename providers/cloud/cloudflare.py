@@ -36,25 +36,26 @@ conversation on one replica for prefix-caching discounts. Its value, first match
 3. ``sb-`` + a hash of the model id, the system/developer text before the first user message and that
    first user message's text: equal for every turn of one conversation, different across conversations.
 
+The prompt cache key and the hash come from the :class:`~providers.request_facts.RequestFacts` the
+pipeline passes; the body is never decoded here.
+
 Placeholders ``{CLOUDFLARE_ACCOUNT_ID}``/``{CLOUDFLARE_GATEWAY_ID}`` come from the ``env`` map of the
-provider's ``auth.json`` entry, else the process environment; a missing one is a
+provider's ``auth.json`` entry, else the process environment, filled by the one
+:func:`~providers.provider_env.fill_placeholders` with this module's hints; a missing one is a
 :class:`MissingCredentials` naming it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import replace
 
-import msgspec
-
-from ..credentials import ResolvedAuth
 from ..errors import MissingCredentials
+from ..provider_env import PLACEHOLDER, fill_placeholders, missing_env_message
 from ..registry import Model, Provider
+from ..resolved import AdapterState, ResolvedAuth
 from ..wire.base import UpstreamCall, WireTarget
-from .base import RequestContext
+from .base import AdapterBase, CloudAdapter, RequestContext
 
 __all__ = ["ADAPTER", "Cloudflare"]
 
@@ -64,7 +65,6 @@ _ROUTE_NAMES = frozenset(_ROUTES.values())
 _AFFINITY_ROUTES = frozenset({"compat", "anthropic"})
 _CLIENT_SESSION_HEADERS = ("x-session-affinity", "x-session-id", "session_id")
 _MAX_SESSION_LEN = 256
-_PLACEHOLDER = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
 _UPSTREAM_AUTH = ("authorization", "x-api-key")
 _HINTS = {
     "CLOUDFLARE_ACCOUNT_ID": "your Cloudflare account id (dash.cloudflare.com, right sidebar)",
@@ -72,16 +72,13 @@ _HINTS = {
 }
 
 
-class Cloudflare:
-    """The :class:`~providers.cloud.base.CloudAdapter` for both Cloudflare providers."""
+class Cloudflare(AdapterBase):
+    """The :class:`~providers.cloud.base.CloudAdapter` for both Cloudflare providers. ``describe`` keeps the
+    default (None): the key comes through the ordinary order, whose source (``env CLOUDFLARE_API_KEY``,
+    ``auth.json``) the resolver reports itself; the account and gateway ids are not credentials."""
 
     def available(self, provider: Provider, has_key: bool, env: Mapping[str, str]) -> bool:
         return has_key and all(env.get(name) for name in _required(provider))
-
-    def describe(self, provider: Provider, has_key: bool, env: Mapping[str, str]) -> str | None:
-        """None: the key comes through the ordinary order, whose source (``env CLOUDFLARE_API_KEY``,
-        ``auth.json``) the resolver reports itself; the account and gateway ids are not credentials."""
-        return None
 
     def api_for(self, provider: Provider, model_id: str, model: Model | None) -> str:
         if model is not None or provider.id != _GATEWAY:
@@ -92,13 +89,20 @@ class Cloudflare:
             return "anthropic-messages"
         return "openai-responses"
 
-    async def resolve(self, provider: Provider, key: str | None, source: str, env: Mapping[str, str]) -> ResolvedAuth:
+    async def resolve(
+        self,
+        provider: Provider,
+        key: str | None,
+        source: str,
+        env: Mapping[str, str],
+        previous: AdapterState | None = None,
+    ) -> ResolvedAuth:
         if key is None:
             raise MissingCredentials(_missing_key_message(provider))
         for name in _required(provider):
             if not env.get(name):
-                raise MissingCredentials(_missing_env_message(provider, name))
-        base_url = _fill_placeholders(provider, provider.base_url, env).rstrip("/")
+                raise MissingCredentials(missing_env_message(provider, name, _HINTS.get(name)))
+        base_url = fill_placeholders(provider, provider.base_url, env, _HINTS).rstrip("/")
         headers: dict[str, str] = {"content-type": "application/json"}
         secrets = [key]
         if provider.id == _GATEWAY:
@@ -109,7 +113,9 @@ class Cloudflare:
         headers["authorization"] = f"Bearer {key}"
         return ResolvedAuth(base_url, headers, source, None, {}, tuple(secrets), key)
 
-    async def finalize(self, call: UpstreamCall, target: WireTarget, ctx: RequestContext) -> UpstreamCall:
+    async def finalize(
+        self, call: UpstreamCall, auth: ResolvedAuth, target: WireTarget, ctx: RequestContext
+    ) -> UpstreamCall:
         headers = dict(call.headers)
         url = call.url
         affinity = True
@@ -119,30 +125,18 @@ class Cloudflare:
             _drop_cloudflare_token(headers)
             affinity = route in _AFFINITY_ROUTES
         if affinity:
-            session = _session_affinity(ctx.headers, call.body)
-            if session is not None:
-                headers["x-session-affinity"] = session
-        return UpstreamCall(url, call.body, headers)
+            headers["x-session-affinity"] = _session_affinity(ctx)
+        return replace(call, url=url, headers=headers)
 
 
-ADAPTER = Cloudflare()
+ADAPTER: CloudAdapter = Cloudflare()
 
 
 def _required(provider: Provider) -> list[str]:
     """The ids the provider's URL needs: its declared ``urlEnv`` plus any placeholder in its base URL."""
     names = list(provider.url_env)
-    names += [n for n in _PLACEHOLDER.findall(provider.base_url) if n not in names]
+    names += [n for n in PLACEHOLDER.findall(provider.base_url) if n not in names]
     return names
-
-
-def _fill_placeholders(provider: Provider, url: str, env: Mapping[str, str]) -> str:
-    def sub(match: re.Match[str]) -> str:
-        value = env.get(match.group(1))
-        if not value:
-            raise MissingCredentials(_missing_env_message(provider, match.group(1)))
-        return value
-
-    return _PLACEHOLDER.sub(sub, url)
 
 
 def _with_route(url: str, base_url: str, route: str | None) -> str:
@@ -164,69 +158,23 @@ def _drop_cloudflare_token(headers: dict[str, str]) -> None:
             del headers[name]
 
 
-def _session_affinity(inbound: Mapping[str, str], body: bytes) -> str | None:
+def _session_affinity(ctx: RequestContext) -> str:
     for name in _CLIENT_SESSION_HEADERS:
-        value = inbound.get(name, "").strip()
+        value = ctx.headers.get(name, "").strip()
         if _usable(value):
             return value
-    try:
-        data = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    cache_key = data.get("prompt_cache_key")
-    if isinstance(cache_key, str) and _usable(cache_key):
-        return cache_key
-    return "sb-" + _prefix_digest(data)
+    key = ctx.facts.session_key
+    if key is not None and _usable(key):
+        return key
+    return "sb-" + ctx.facts.conversation
 
 
 def _usable(value: str) -> bool:
     return 0 < len(value) <= _MAX_SESSION_LEN and value.isascii() and value.isprintable()
 
 
-def _prefix_digest(data: dict[str, Any]) -> str:
-    """A hash of what stays the same across a conversation's turns: model, instructions, first user turn."""
-    parts = [str(data.get("model", ""))]
-    if "system" in data:  # Anthropic Messages keeps instructions out of the message list
-        parts.append(_text_of(data["system"]))
-    for message in data.get("messages") or ():
-        if not isinstance(message, dict):
-            continue
-        role = message.get("role")
-        if role in ("system", "developer"):
-            parts.append(_text_of(message.get("content")))
-        elif role == "user":
-            parts.append(_text_of(message.get("content")))
-            break
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
-
-
-def _text_of(content: Any) -> str:
-    """The text of a message's content, ignoring per-turn annotations such as ``cache_control``."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(_text_of(part) for part in content)
-    if isinstance(content, dict):
-        if isinstance(content.get("text"), str):
-            return str(content["text"])
-        rest = {k: v for k, v in content.items() if k != "cache_control"}
-        return msgspec.json.encode(rest, order="sorted").decode()
-    return "" if content is None else str(content)
-
-
 def _missing_key_message(provider: Provider) -> str:
     return (
         f"no credentials for {provider.name} ({provider.id}): set CLOUDFLARE_API_KEY (a Cloudflare API token), "
         f"run 'switchboard login {provider.id}', or add it to auth.json"
-    )
-
-
-def _missing_env_message(provider: Provider, name: str) -> str:
-    hint = _HINTS.get(name)
-    what = f" ({hint})" if hint else ""
-    return (
-        f'{provider.name} needs {name}{what}: set it in the environment, or under "env" in the '
-        f"{provider.id!r} entry of auth.json"
     )

@@ -20,12 +20,12 @@ from __future__ import annotations
 import platform
 from collections.abc import Mapping
 
-from ..credentials import ResolvedAuth
 from ..errors import MissingCredentials
 from ..oauth.codex import account_id_from_token
 from ..registry import Model, Provider
+from ..resolved import AdapterState, ResolvedAuth
 from ..wire.base import UpstreamCall, WireTarget
-from .base import RequestContext
+from .base import AdapterBase, CloudAdapter, RequestContext
 
 __all__ = ["ADAPTER", "DEFAULT_BASE_URL", "CodexAdapter", "user_agent"]
 
@@ -38,17 +38,24 @@ def user_agent() -> str:
     return f"switchboard ({platform.system().lower()} {platform.release()}; {platform.machine()})"
 
 
-class CodexAdapter:
+class CodexAdapter(AdapterBase):
+    """The :class:`~providers.cloud.base.CloudAdapter` for ``openai-codex``; ``describe`` keeps the default
+    (None): the resolver's own answer ("auth.json (oauth)") is the precise one."""
+
     def available(self, provider: Provider, has_key: bool, env: Mapping[str, str]) -> bool:
         return has_key
-
-    def describe(self, provider: Provider, has_key: bool, env: Mapping[str, str]) -> str | None:
-        return None  # the resolver's own answer ("auth.json (oauth)") is the precise one
 
     def api_for(self, provider: Provider, model_id: str, model: Model | None) -> str:
         return API
 
-    async def resolve(self, provider: Provider, key: str | None, source: str, env: Mapping[str, str]) -> ResolvedAuth:
+    async def resolve(
+        self,
+        provider: Provider,
+        key: str | None,
+        source: str,
+        env: Mapping[str, str],
+        previous: AdapterState | None = None,
+    ) -> ResolvedAuth:
         if not key:
             raise MissingCredentials(
                 f"no credentials for {provider.name} ({provider.id}): run 'switchboard login {provider.id}'"
@@ -69,7 +76,9 @@ class CodexAdapter:
         }
         return ResolvedAuth(base_url, headers, source, secrets=(key,), key=key)
 
-    async def finalize(self, call: UpstreamCall, target: WireTarget, ctx: RequestContext) -> UpstreamCall:
+    async def finalize(
+        self, call: UpstreamCall, auth: ResolvedAuth, target: WireTarget, ctx: RequestContext
+    ) -> UpstreamCall:
         headers = dict(call.headers)
         headers["OpenAI-Beta"] = "responses=experimental"
         headers["accept"] = "text/event-stream"
@@ -81,4 +90,4 @@ class CodexAdapter:
         return UpstreamCall(call.url, call.body, headers)
 
 
-ADAPTER = CodexAdapter()
+ADAPTER: CloudAdapter = CodexAdapter()

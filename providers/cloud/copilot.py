@@ -8,7 +8,8 @@
   Copilot token, ``tid=...;proxy-ep=...``): a *GitHub* token. As the reference does, :meth:`Copilot.resolve`
   exchanges it at ``https://api.{domain}/copilot_internal/v2/token`` (``domain`` = ``COPILOT_ENTERPRISE_DOMAIN``
   or github.com), and :meth:`Copilot.finalize` exchanges it again shortly before the Copilot token expires or
-  after the upstream answered 401 (:meth:`Copilot.forget`).
+  after the upstream answered 401 (:meth:`Copilot.forget`). The exchanged token lives in the
+  :class:`ResolvedAuth`'s state (:class:`_Exchanged`), so it is dropped with the credential cache entry.
 
 **Wire API per model** (:meth:`Copilot.api_for`): the catalog's ``api``, else by id:
 ``claude-(haiku|sonnet|opus)-[45]`` → anthropic-messages, ``gpt-5*``/``oswe*`` → openai-responses, anything
@@ -21,7 +22,8 @@ else → openai-completions.
 **Headers:** the static Copilot headers and ``Authorization: Bearer <Copilot token>`` on every route (Anthropic
 Messages too: Copilot takes a bearer token there); per request ``X-Initiator`` (``agent`` when the last message
 is not the user's own turn — a tool result counts as the agent's), ``Openai-Intent: conversation-edits``, and
-``Copilot-Vision-Request: true`` when the conversation carries an image.
+``Copilot-Vision-Request: true`` when the conversation carries an image, both read from the
+:class:`~providers.request_facts.RequestFacts` the pipeline passes (the body is never decoded here).
 """
 
 from __future__ import annotations
@@ -30,13 +32,10 @@ import asyncio
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 import httpx
-import msgspec
 
-from ..credentials import ResolvedAuth
 from ..errors import MissingCredentials, UpstreamUnreachable
 from ..oauth.base import RefreshFailed
 from ..oauth.copilot import (
@@ -48,14 +47,13 @@ from ..oauth.copilot import (
     exchange_token,
 )
 from ..registry import Model, Provider
+from ..resolved import AdapterState, ResolvedAuth
 from ..wire.base import UpstreamCall, WireTarget
-from .base import RequestContext
+from .base import AdapterBase, CloudAdapter, RequestContext
 
 __all__ = ["ADAPTER", "Copilot", "api_for_model_id", "model_not_supported_hint"]
 
 _ANTHROPIC_IDS = re.compile(r"^claude-(haiku|sonnet|opus)-[45]([.-]|$)")
-_IMAGE_TYPES = frozenset({"image_url", "image", "input_image"})
-_TOOL_RESULT_TYPES = frozenset({"tool_result", "function_call_output", "custom_tool_call_output"})
 _REFRESH_MARGIN_MS = 60_000
 _NOT_SUPPORTED = re.compile(r"model[_ ]not[_ ]supported|model\b.{0,40}\bnot (?:be )?supported", re.IGNORECASE)
 MODEL_NOT_SUPPORTED_HINT = (
@@ -84,41 +82,44 @@ def is_copilot_token(key: str) -> bool:
     return key.startswith("tid=") or "proxy-ep=" in key
 
 
-@dataclass
-class _Exchanged:
-    """A Copilot token this adapter obtained from a GitHub token."""
+@dataclass(eq=False)
+class _Exchanged(AdapterState):
+    """The Copilot token obtained from a GitHub token, renewed in place before it expires or after a 401."""
 
-    provider_id: str
     github_token: str
     domain: str
     token: str
     expires: int
     #: The endpoint override in force when it was exchanged (``SWITCHBOARD_COPILOT_API_URL``).
     env: Mapping[str, str]
+    #: Where the GitHub token came from, for the message when GitHub refuses it.
+    source: str
     stale: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def rotating_secrets(self) -> tuple[str, ...]:
+        return (self.token,)
 
 
-class Copilot:
+class Copilot(AdapterBase):
     """The :class:`~providers.cloud.base.CloudAdapter` for ``github-copilot``."""
-
-    def __init__(self) -> None:
-        #: Copilot token → how it was obtained (only tokens exchanged from a GitHub token).
-        self._exchanged: dict[str, _Exchanged] = {}
-        self._lock: asyncio.Lock | None = None
 
     def available(self, provider: Provider, has_key: bool, env: Mapping[str, str]) -> bool:
         return has_key
-
-    def describe(self, provider: Provider, has_key: bool, env: Mapping[str, str]) -> str | None:
-        """None: the resolver names the key's source (``auth.json (oauth)``, ``env COPILOT_GITHUB_TOKEN``)."""
-        return None
 
     def api_for(self, provider: Provider, model_id: str, model: Model | None) -> str:
         if model is not None and model.api:
             return model.api
         return api_for_model_id(model_id)
 
-    async def resolve(self, provider: Provider, key: str | None, source: str, env: Mapping[str, str]) -> ResolvedAuth:
+    async def resolve(
+        self,
+        provider: Provider,
+        key: str | None,
+        source: str,
+        env: Mapping[str, str],
+        previous: AdapterState | None = None,
+    ) -> ResolvedAuth:
         if not key:
             raise MissingCredentials(
                 f"no credentials for {provider.name} ({provider.id}): run 'switchboard login {provider.id}' "
@@ -127,92 +128,82 @@ class Copilot:
         enterprise = env.get(ENTERPRISE_ENV) or None
         secrets = [key]
         token = key
+        state: _Exchanged | None = None
         if not is_copilot_token(key):
-            token = (await self._exchange(provider.id, key, enterprise or DEFAULT_DOMAIN, env, source)).token
+            domain = enterprise or DEFAULT_DOMAIN
+            kept = {k: env[k] for k in ("SWITCHBOARD_COPILOT_API_URL",) if env.get(k)}
+            if isinstance(previous, _Exchanged) and (previous.github_token, previous.domain, previous.env) == (
+                key,
+                domain,
+                kept,
+            ):
+                state = previous  # a reload: the token exchanged for this GitHub token still serves
+            else:
+                token, expires = await _exchange(key, domain, kept, source)
+                state = _Exchanged(key, domain, token, expires, kept, source)
+            token = await _current(state)
             secrets.append(token)
         base_url = _base_url(provider, token, enterprise, env)
         headers = {"content-type": "application/json", **COPILOT_HEADERS, "Authorization": f"Bearer {token}"}
         # key=None: the resolver must not move the token into x-api-key for the Anthropic-route models.
-        return ResolvedAuth(base_url, headers, source, None, {}, tuple(secrets), None)
+        return ResolvedAuth(base_url, headers, source, None, {}, tuple(secrets), None, state)
 
-    async def finalize(self, call: UpstreamCall, target: WireTarget, ctx: RequestContext) -> UpstreamCall:
+    async def finalize(
+        self, call: UpstreamCall, auth: ResolvedAuth, target: WireTarget, ctx: RequestContext
+    ) -> UpstreamCall:
         headers = dict(call.headers)
-        await self._renew(headers)
+        state = auth.state
+        if isinstance(state, _Exchanged):
+            _set(headers, "Authorization", f"Bearer {await _current(state)}")
         for name in [n for n in headers if n.lower() == "x-api-key"]:
             del headers[name]
-        try:
-            body = msgspec.json.decode(call.body) if call.body else None
-        except msgspec.DecodeError:
-            body = None
-        data = body if isinstance(body, dict) else {}
-        _set(headers, "X-Initiator", initiator(data, ctx.api))
+        facts = ctx.facts
+        _set(headers, "X-Initiator", facts.initiator)
         _set(headers, "Openai-Intent", "conversation-edits")
-        if has_image(data):
+        if facts.has_image:
             _set(headers, "Copilot-Vision-Request", "true")
-        return UpstreamCall(call.url, call.body, headers)
+        return replace(call, headers=headers)
 
-    def forget(self, provider_id: str) -> bool:
-        """After a 401: an exchanged token is exchanged again by the next :meth:`finalize`; a stored login is
-        refreshed by the credential resolver (False)."""
-        found = False
-        for ex in self._exchanged.values():
-            if ex.provider_id == provider_id:
-                ex.stale = True
-                found = True
-        return found
+    def forget(self, auth: ResolvedAuth) -> bool:
+        """After a 401: an exchanged token is exchanged again by the next :meth:`finalize` (True); a stored
+        login is refreshed by the credential resolver (False)."""
+        state = auth.state
+        if not isinstance(state, _Exchanged):
+            return False
+        state.stale = True
+        return True
 
-    async def _exchange(
-        self, provider_id: str, github_token: str, domain: str, env: Mapping[str, str], source: str
-    ) -> _Exchanged:
-        def run() -> tuple[str, int]:
-            with httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0)) as client:
-                return exchange_token(github_token, domain, client, env)
-
-        try:
-            token, expires = await asyncio.to_thread(run)
-        except RefreshFailed as exc:
-            raise MissingCredentials(f"the GitHub token from {source} was not accepted: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamUnreachable(
-                f"could not reach GitHub at {domain} for the Copilot token exchange ({type(exc).__name__}); retry"
-            ) from exc
-        kept = {k: env[k] for k in ("SWITCHBOARD_COPILOT_API_URL",) if env.get(k)}
-        exchanged = _Exchanged(provider_id, github_token, domain, token, expires, kept)
-        self._exchanged[token] = exchanged
-        return exchanged
-
-    async def _renew(self, headers: dict[str, str]) -> None:
-        """Swap an exchanged Copilot token that is about to expire (or was refused) for a fresh one."""
-        if not self._exchanged:
-            return
-        name = next((n for n in headers if n.lower() == "authorization"), None)
-        if name is None:
-            return
-        current = self._exchanged.get(headers[name].removeprefix("Bearer ").strip())
-        if current is None:
-            return
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            latest = _latest(self._exchanged.values(), current)
-            if latest.stale or latest.expires - _REFRESH_MARGIN_MS <= time.time() * 1000:
-                latest = await self._exchange(
-                    latest.provider_id, latest.github_token, latest.domain, latest.env, "COPILOT_GITHUB_TOKEN"
-                )
-                for old in [t for t, ex in self._exchanged.items() if ex.github_token == latest.github_token]:
-                    if old != latest.token:
-                        self._exchanged[old].stale = True
-        headers[name] = f"Bearer {latest.token}"
+    def error_hint(self, status: int, message: str) -> str | None:
+        return model_not_supported_hint(status, message)
 
 
-ADAPTER = Copilot()
-ADAPTER.error_hint = model_not_supported_hint  # type: ignore[attr-defined]
+ADAPTER: CloudAdapter = Copilot()
 
 
-def _latest(all_exchanged: Any, current: _Exchanged) -> _Exchanged:
-    """The newest token exchanged from the same GitHub token (another request may have renewed it)."""
-    same = [ex for ex in all_exchanged if ex.github_token == current.github_token and not ex.stale]
-    return max(same, key=lambda ex: ex.expires) if same else current
+async def _current(state: _Exchanged) -> str:
+    """The state's Copilot token, exchanged again first when it is about to expire or was refused."""
+    if not state.stale and state.expires - _REFRESH_MARGIN_MS > time.time() * 1000:
+        return state.token
+    async with state.lock:  # concurrent requests wait for one exchange
+        if state.stale or state.expires - _REFRESH_MARGIN_MS <= time.time() * 1000:
+            state.token, state.expires = await _exchange(state.github_token, state.domain, state.env, state.source)
+            state.stale = False
+    return state.token
+
+
+async def _exchange(github_token: str, domain: str, env: Mapping[str, str], source: str) -> tuple[str, int]:
+    def run() -> tuple[str, int]:
+        with httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0)) as client:
+            return exchange_token(github_token, domain, client, env)
+
+    try:
+        return await asyncio.to_thread(run)
+    except RefreshFailed as exc:
+        raise MissingCredentials(f"the GitHub token from {source} was not accepted: {exc}") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamUnreachable(
+            f"could not reach GitHub at {domain} for the Copilot token exchange ({type(exc).__name__}); retry"
+        ) from exc
 
 
 def _base_url(provider: Provider, token: str, enterprise: str | None, env: Mapping[str, str]) -> str:
@@ -228,45 +219,3 @@ def _set(headers: dict[str, str], name: str, value: str) -> None:
     for same in [n for n in headers if n.lower() == name.lower()]:
         del headers[same]
     headers[name] = value
-
-
-def _messages(data: Mapping[str, Any], api: str) -> list[Any]:
-    if api == "openai-responses":
-        items = data.get("input")
-        if isinstance(items, str):
-            return [{"role": "user", "content": items}]
-        return items if isinstance(items, list) else []
-    messages = data.get("messages")
-    return messages if isinstance(messages, list) else []
-
-
-def initiator(data: Mapping[str, Any], api: str) -> str:
-    """``user`` when the last message is the user's own turn, else ``agent`` (a tool result, an assistant
-    turn, a Responses ``function_call_output`` item)."""
-    messages = _messages(data, api)
-    if not messages:
-        return "user"
-    last = messages[-1]
-    if not isinstance(last, dict):
-        return "agent"
-    if last.get("type") in _TOOL_RESULT_TYPES or last.get("role") != "user":
-        return "agent"
-    content = last.get("content")
-    if (
-        isinstance(content, list)
-        and content
-        and all(isinstance(part, dict) and part.get("type") in _TOOL_RESULT_TYPES for part in content)
-    ):
-        return "agent"  # Anthropic Messages: tool results travel in a "user" message
-    return "user"
-
-
-def has_image(value: Any) -> bool:
-    """Whether any image part appears anywhere in the body (user content, tool results)."""
-    if isinstance(value, dict):
-        if value.get("type") in _IMAGE_TYPES:
-            return True
-        return any(has_image(v) for k, v in value.items() if k in ("messages", "input", "content", "output"))
-    if isinstance(value, list):
-        return any(has_image(v) for v in value)
-    return False

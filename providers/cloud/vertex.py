@@ -9,8 +9,10 @@ Credentials, first match wins:
 2. Application Default Credentials through google-auth: the ``GOOGLE_APPLICATION_CREDENTIALS`` file
    (service account, authorized user, external account...), else ``google.auth.default()`` (the gcloud
    file ``~/.config/gcloud/application_default_credentials.json``, the metadata server). The access token
-   is never part of :class:`ResolvedAuth` (it expires): :meth:`finalize` adds it to every request from
-   the cached credentials, refreshed before expiry, one refresh at a time, off the event loop.
+   is never in the resolved headers (it expires): :meth:`finalize` adds it to every request from the
+   credentials' token cache (:class:`_Tokens`, the resolved value's state), refreshed before expiry, one
+   refresh at a time, off the event loop. A resolution after a config reload keeps the previous token
+   cache while the ADC file is unchanged.
 
 ADC needs a project (``GOOGLE_CLOUD_PROJECT``, ``GCLOUD_PROJECT``, else the ADC's own project or its
 ``quota_project_id``) and a location (``GOOGLE_CLOUD_LOCATION``). Hosts: ``global`` →
@@ -19,7 +21,8 @@ otherwise ``https://{loc}-aiplatform.googleapis.com``. A custom base URL replace
 ``GOOGLE_VERTEX_BASE_URL`` env var, or the provider's ``baseUrl`` when it has no ``{placeholder}`` (a
 models.json override); ``/v1`` is added unless the URL already has a ``/vN`` segment.
 
-Gemini models speak ``google-generative-ai`` with base ``.../v1/projects/{p}/locations/{l}/publishers/google``.
+Gemini models speak ``google-vertex`` (the Gemini wire format on Vertex's URLs) with base
+``.../v1/projects/{p}/locations/{l}/publishers/google``.
 Claude models (ids containing ``claude``) speak ``anthropic-messages``; :meth:`finalize` rewrites that call
 to ``.../publishers/anthropic/models/{model}:rawPredict`` (``:streamRawPredict`` when streaming), the body
 without ``model`` and with ``anthropic_version: vertex-2023-10-16``.
@@ -31,19 +34,18 @@ import asyncio
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from ..credentials import ResolvedAuth
 from ..errors import ConfigError, InvalidRequest, MissingCredentials, UpstreamUnreachable
 from ..registry import Model, Provider
+from ..resolved import AdapterState, ResolvedAuth
 from ..urlpath import path_segment
 from ..wire.base import UpstreamCall, WireTarget
-from .base import RequestContext
+from .base import AdapterBase, CloudAdapter, RequestContext
 
 __all__ = ["ADAPTER", "SCOPE", "VertexAdapter", "vertex_base_url", "vertex_host"]
 
@@ -58,6 +60,9 @@ _ADC_MARKER = re.compile(r"^<[^>]*>$|^gcp-vertex-credentials$")
 _VERSION_SEGMENT = re.compile(r"/v\d+[a-z0-9]*(/|$)")
 _LOCATION = re.compile(r"^[a-z0-9-]+$")
 _PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]*$")
+_ADC_FIELDS = ("type", "client_email", "project_id", "quota_project_id")
+#: (path, mtime_ns, size) of an ADC file → its public fields ({} when unreadable).
+_adc_contents: dict[tuple[str, int, int], dict[str, Any]] = {}
 _LOGIN = (
     "run 'gcloud auth application-default login' or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file"
 )
@@ -81,12 +86,8 @@ def vertex_base_url(project: str | None, location: str | None, custom: str | Non
     return f"{root}{version}{scope}/publishers/google"
 
 
-class VertexAdapter:
+class VertexAdapter(AdapterBase):
     """The :class:`~providers.cloud.base.CloudAdapter` for ``google-vertex`` (see the module docstring)."""
-
-    def __init__(self) -> None:
-        #: The ADC token cache of each provider id, replaced whenever the provider resolves again.
-        self._tokens: dict[str, _Tokens] = {}
 
     def available(self, provider: Provider, has_key: bool, env: Mapping[str, str]) -> bool:
         if has_key:
@@ -113,19 +114,25 @@ class VertexAdapter:
         project = _env_project(env) or _file_project(info)
         return f"{who}, project {project}, location {env.get(_LOCATION_ENV)}"
 
-    def forget(self, provider_id: str) -> bool:
-        tokens = self._tokens.get(provider_id)
-        return tokens.expire() if tokens is not None else False
+    def forget(self, auth: ResolvedAuth) -> bool:
+        tokens = auth.state
+        return tokens.expire() if isinstance(tokens, _Tokens) else False
 
     def api_for(self, provider: Provider, model_id: str, model: Model | None) -> str:
         return _ANTHROPIC if "claude" in model_id.lower() else _GEMINI
 
-    async def resolve(self, provider: Provider, key: str | None, source: str, env: Mapping[str, str]) -> ResolvedAuth:
+    async def resolve(
+        self,
+        provider: Provider,
+        key: str | None,
+        source: str,
+        env: Mapping[str, str],
+        previous: AdapterState | None = None,
+    ) -> ResolvedAuth:
         custom = env.get(_BASE_URL_ENV) or (provider.base_url if "{" not in provider.base_url else None)
         if key is not None and not _ADC_MARKER.match(key):
-            self._tokens.pop(provider.id, None)
             headers = {"content-type": "application/json", "x-goog-api-key": key}
-            return _VertexAuth(vertex_base_url(None, None, custom), headers, source, secrets=(key,), key=key)
+            return ResolvedAuth(vertex_base_url(None, None, custom), headers, source, secrets=(key,), key=key)
         creds, adc_project, origin = await asyncio.to_thread(_load_adc, provider, env)
         project = _env_project(env) or adc_project or getattr(creds, "quota_project_id", None)
         location = env.get(_LOCATION_ENV)
@@ -141,42 +148,28 @@ class VertexAdapter:
             )
         _check("GOOGLE_CLOUD_PROJECT", project, _PROJECT)
         _check(_LOCATION_ENV, location, _LOCATION)
-        tokens = self._tokens.get(provider.id)
-        if tokens is None or tokens.origin != origin:
-            # Concurrent first requests each resolve: they share one token cache, hence one refresh.
+        tokens = previous if isinstance(previous, _Tokens) and previous.origin == origin else None
+        if tokens is None:  # a reload with the same ADC file keeps the token it already has
             tokens = _Tokens(creds, provider.name, origin)
-            self._tokens[provider.id] = tokens
         label = f"{_label(creds)}, project {project}, location {location}"
         base = vertex_base_url(project, location, custom)
-        return _VertexAuth(base, {"content-type": "application/json"}, label, tokens=tokens)
+        return ResolvedAuth(base, {"content-type": "application/json"}, label, state=tokens)
 
-    async def finalize(self, call: UpstreamCall, target: WireTarget, ctx: RequestContext) -> UpstreamCall:
+    async def finalize(
+        self, call: UpstreamCall, auth: ResolvedAuth, target: WireTarget, ctx: RequestContext
+    ) -> UpstreamCall:
         if ctx.api == _ANTHROPIC:
             call = _to_raw_predict(call, target)
         if "x-goog-api-key" in call.headers:
             return call
-        tokens = self._tokens.get(target.provider_id)
-        if tokens is None:
+        tokens = auth.state
+        if not isinstance(tokens, _Tokens):
             raise MissingCredentials(f"{target.provider_name}: no Google credentials resolved; {_LOGIN}")
         await tokens.apply(call.headers)
         return call
 
 
-@dataclass(frozen=True, slots=True)
-class _VertexAuth(ResolvedAuth):
-    """:class:`ResolvedAuth` whose :meth:`scrub` also masks the current (short-lived) access token."""
-
-    tokens: _Tokens | None = field(default=None, repr=False, compare=False)
-
-    def scrub(self, message: str) -> str:
-        # The rotating token first: the shared scrub cuts long messages, which must not cut a token in half.
-        token = self.tokens.current if self.tokens is not None else None
-        if token:
-            message = message.replace(token, "***")
-        return ResolvedAuth.scrub(self, message)
-
-
-class _Tokens:
+class _Tokens(AdapterState):
     """One ADC credential's access token: refreshed before expiry, one refresh at a time, off the loop."""
 
     def __init__(self, creds: Any, name: str, origin: tuple[object, ...]) -> None:
@@ -187,10 +180,9 @@ class _Tokens:
         self._lock = asyncio.Lock()
         self._refreshes = 0
 
-    @property
-    def current(self) -> str | None:
+    def rotating_secrets(self) -> tuple[str, ...]:
         token = self._creds.token
-        return token if isinstance(token, str) else None
+        return (token,) if isinstance(token, str) and token else ()
 
     def expire(self) -> bool:
         """Treat the current token as revoked; the next request refreshes."""
@@ -313,11 +305,24 @@ def _adc_file(env: Mapping[str, str]) -> Path | None:
 
 
 def _read_adc(path: Path) -> dict[str, Any]:
+    """The ADC file's JSON, parsed once per file version: listing models must not read it every time."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        stat = path.stat()
+    except OSError:
         return {}
-    return data if isinstance(data, dict) else {}
+    identity = (str(path), stat.st_mtime_ns, stat.st_size)
+    info = _adc_contents.get(identity)
+    if info is None:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        # Only what describe() and available() read: never keep a private key around.
+        info = {k: data[k] for k in _ADC_FIELDS if k in data} if isinstance(data, dict) else {}
+        if len(_adc_contents) > 16:  # old versions of edited files
+            _adc_contents.clear()
+        _adc_contents[identity] = info
+    return info
 
 
 def _file_project(info: Mapping[str, Any]) -> str | None:
@@ -325,4 +330,4 @@ def _file_project(info: Mapping[str, Any]) -> str | None:
     return project if isinstance(project, str) and project else None
 
 
-ADAPTER = VertexAdapter()
+ADAPTER: CloudAdapter = VertexAdapter()
