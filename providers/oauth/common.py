@@ -1,4 +1,4 @@
-"""Small pieces every OAuth flow shares: PKCE, and reading a token endpoint's answer."""
+"""Small pieces every OAuth flow shares: PKCE, reading a token endpoint's answer, the local callback server."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-__all__ = ["b64url", "failure_detail", "json_body", "pkce_pair"]
+__all__ = ["b64url", "failure_detail", "json_body", "pkce_pair", "seconds", "start_callback_server"]
 
 
 def b64url(data: bytes) -> str:
@@ -32,6 +32,15 @@ def json_body(resp: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def seconds(value: Any, default: float) -> float:
+    """A duration an endpoint sent (``expires_in``, ``interval``); ``default`` when absent or not usable."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return number if number >= 0 else default
 
 
 def failure_detail(resp: httpx.Response) -> str:

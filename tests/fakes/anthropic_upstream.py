@@ -15,12 +15,11 @@ not tool results; a summary of the tool results when it is; a note about an imag
 else an echo of the last user text. With ``thinking`` on, a signed thinking block comes first.
 
 Every request is recorded (path, headers, JSON body); :meth:`FakeAnthropic.push` queues special answers:
-``error`` (status/body/headers), ``raw`` SSE chunks, ``break`` (connection dropped after N events).
+the kinds every fake shares (:class:`tests.fakes.server.FakeServer`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Iterator
@@ -30,8 +29,7 @@ import pydantic
 from aiohttp import web
 from anthropic.types.message_create_params import MessageCreateParamsNonStreaming, MessageCreateParamsStreaming
 
-from tests.fakes.openai_upstream import Action, Recorded
-from tests.fakes.server import FakeServer, read_body
+from tests.fakes.server import Action, FakeServer, Recorded, read_body
 
 __all__ = ["Action", "FakeAnthropic", "Recorded", "error_body", "validate_request"]
 
@@ -112,16 +110,13 @@ class FakeAnthropic(FakeServer):
         refused = self._check_headers(request) or self._check_body(body)
         if refused is not None:
             return refused
-        action = self.actions.popleft() if self.actions else None
-        if action is not None and action.kind == "error":
-            return web.json_response(action.body, status=action.status, headers=action.headers)
-        if action is not None and action.kind == "hang":
-            await asyncio.sleep(action.seconds)
-        if action is not None and action.kind == "raw":
-            return await self._raw(request, action.chunks)
+        played = await self.play(request, action := self.next_action())
+        if played is not None:
+            return played
         message = self._answer(body)
         if body.get("stream"):
-            return await self._stream(request, message, action)
+            torn = b'event: content_block_delta\ndata: {"type":"content_bl'
+            return await self.stream(request, sse_frames(message), action, torn)
         return web.json_response(message, headers={"request-id": "req_fake0123"})
 
     def _check_headers(self, request: web.Request) -> web.Response | None:
@@ -183,27 +178,11 @@ class FakeAnthropic(FakeServer):
             "service_tier": "standard",
         }
 
-    async def _raw(self, request: web.Request, chunks: list[bytes]) -> web.StreamResponse:
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for chunk in chunks:
-            await resp.write(chunk)
-            await asyncio.sleep(0.005)
-        await resp.write_eof()
-        return resp
 
-    async def _stream(self, request: web.Request, message: dict[str, Any], action: Action | None) -> web.StreamResponse:
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream; charset=utf-8"})
-        await resp.prepare(request)
-        for n, (name, data) in enumerate(stream_events(message)):
-            if action is not None and action.kind == "break" and n == action.after_events:
-                await resp.write(b'event: content_block_delta\ndata: {"type":"content_bl')
-                assert request.transport is not None
-                request.transport.close()
-                return resp
-            await resp.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
-        await resp.write_eof()
-        return resp
+def sse_frames(message: dict[str, Any]) -> Iterator[bytes]:
+    """The named SSE events of :func:`stream_events`, framed."""
+    for name, data in stream_events(message):
+        yield f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
 
 
 def stream_events(message: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:

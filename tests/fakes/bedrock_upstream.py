@@ -37,8 +37,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from tests.fakes.openai_upstream import Action
-from tests.fakes.server import FakeServer
+from tests.fakes.server import Action, FakeServer
 
 __all__ = [
     "Action",
@@ -257,23 +256,18 @@ class FakeBedrock(FakeServer):
         problem = _check_body(body)
         if problem:
             return _error(400, "ValidationException", problem)
-        action_ = self.actions.popleft() if self.actions else None
-        if action_ is not None and action_.kind == "error":
-            return web.json_response(action_.body, status=action_.status, headers=action_.headers)
+        played = await self.play(request, action_ := self.next_action())
+        if played is not None:
+            return played
         answer = _answer(body)
         if action == "converse":
             return web.json_response(answer, headers={"x-amzn-requestid": "req-fake-0123"})
         frames = stream_frames(answer)
         if action_ is not None and action_.kind == "exception":
             frames = [*frames[: action_.after_events], exception_frame(action_.body, "Too many requests, slow down.")]
-        resp = web.StreamResponse(headers={"content-type": "application/vnd.amazon.eventstream"})
-        await resp.prepare(request)
-        for frame in frames:
-            half = len(frame) // 2  # frames cross TCP writes, as they do over a real network
-            await resp.write(frame[:half])
-            await resp.write(frame[half:])
-        await resp.write_eof()
-        return resp
+        # Frames cross TCP writes, as they do over a real network.
+        halves = (part for frame in frames for part in (frame[: len(frame) // 2], frame[len(frame) // 2 :]))
+        return await self.stream(request, halves, None, b"", "application/vnd.amazon.eventstream")
 
     def _authenticate(
         self, method: str, raw_path: str, headers: dict[str, str], raw: bytes, record: BedrockRecorded

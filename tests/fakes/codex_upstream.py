@@ -28,9 +28,8 @@ from urllib.parse import parse_qs, urlencode
 
 from aiohttp import web
 
-from tests.fakes.openai_upstream import Action, Recorded
 from tests.fakes.responses_upstream import FakeResponses, stream_events
-from tests.fakes.server import FakeServer, read_body
+from tests.fakes.server import Action, FakeServer, read_body
 
 __all__ = ["CLAIM", "CLIENT_ID", "Action", "FakeCodex", "FakeCodexAuth", "make_jwt"]
 
@@ -197,8 +196,7 @@ class FakeCodex(FakeServer):
         app.router.add_post("/{prefix:.*}codex/responses", self._responses)
 
     async def _responses(self, request: web.Request) -> web.StreamResponse:
-        body = await read_body(request)
-        self.requests.append(Recorded("POST", request.path, dict(request.headers), body))
+        body = await self.record(request)
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
         claims = jwt_claims(token) if token else None
@@ -223,8 +221,8 @@ class FakeCodex(FakeServer):
         problem = self.inner._check(body)
         if problem is not None:
             return problem
-        action = self.actions.popleft() if self.actions else None
-        if action is not None and action.kind == "error":
-            return web.json_response(action.body, status=action.status, headers=action.headers)
+        played = await self.play(request, action := self.next_action())
+        if played is not None:
+            return played
         events = stream_events(self.inner._respond(body))
         return await self.inner._stream(request, events, action)

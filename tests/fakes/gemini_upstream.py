@@ -24,8 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.openai_upstream import Action, Recorded
-from tests.fakes.server import FakeServer, read_body
+from tests.fakes.server import SSE, Action, FakeServer, Recorded, read_body
 
 __all__ = ["Action", "FakeGemini", "Recorded"]
 
@@ -104,9 +103,9 @@ class FakeGemini(FakeServer):
         if key != self.api_key:
             reason = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}
             return _error(400, "API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT", [reason])
-        action = self.actions.popleft() if self.actions else None
-        if action is not None and action.kind == "error":
-            return web.json_response(action.body, status=action.status, headers=action.headers)
+        played = await self.play(request, action := self.next_action())
+        if played is not None:
+            return played
         try:
             _validate(body, model)
         except InvalidArgument as exc:
@@ -117,17 +116,7 @@ class FakeGemini(FakeServer):
         chunks = [action.body] if action is not None and action.kind == "reply" else self._answer(body, model)
         if not stream:
             return web.json_response(_merge(chunks))
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for n, chunk in enumerate(chunks):
-            if action is not None and action.kind == "break" and n == action.after_events:
-                await resp.write(b'data: {"candidates": [{"content": {"par')
-                assert request.transport is not None
-                request.transport.close()
-                return resp
-            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\r\n\r\n")
-        await resp.write_eof()
-        return resp
+        return await self.stream(request, sse_frames(chunks), action, b'data: {"candidates": [{"content": {"par', SSE)
 
     def _answer(self, body: dict[str, Any], model: str) -> list[dict[str, Any]]:
         """The reply as stream chunks (merged into one response when not streaming)."""
@@ -157,6 +146,11 @@ class FakeGemini(FakeServer):
             text = " ".join(p["text"] for p in last["parts"] if "text" in p)
             parts.append({"text": f"Echo: {text}"})
         return _chunks(parts, model, thinking)
+
+
+def sse_frames(chunks: list[dict[str, Any]]) -> list[bytes]:
+    """Gemini's SSE framing (``alt=sse``), CRLF line ends as Google sends them."""
+    return [b"data: " + json.dumps(chunk).encode() + b"\r\n\r\n" for chunk in chunks]
 
 
 def _error(status: int, message: str, code: str, details: list[dict[str, Any]] | None = None) -> web.Response:

@@ -10,35 +10,19 @@ an error status, a hang, a stream that breaks off, raw SSE bytes, a slow endless
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import FakeServer, read_body
+from tests.fakes.server import SSE, Action, FakeServer, Recorded
 
+__all__ = ["Action", "FakeOpenAI", "Recorded"]
 
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-
-
-@dataclass
-class Action:
-    kind: str  # "error" | "hang" | "break" | "raw" | "slow" | "reject-key"
-    status: int = 200
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
-    after_events: int = 0
-    chunks: list[bytes] = field(default_factory=list)
+#: How many events a ``slow`` answer streams at most, so a test can never hang the suite.
+_SLOW_EVENTS = 400
 
 
 class FakeOpenAI(FakeServer):
@@ -47,76 +31,39 @@ class FakeOpenAI(FakeServer):
         self.models = models or ["gpt-fake", "gpt-fake-mini"]
         #: Bearer keys answered with 401 (to test key rotation).
         self.rejected_keys: set[str] = set()
-        self.disconnected = threading.Event()
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{prefix:.*}chat/completions", self._chat)
         app.router.add_get("/{prefix:.*}models", self._models)
 
-    async def _models(self, request: web.Request) -> web.Response:
+    async def _models(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(Recorded("GET", request.path, dict(request.headers), None))
-        if self.actions and self.actions[0].kind == "error":
-            action = self.actions.popleft()
-            return web.json_response(action.body, status=action.status, headers=action.headers)
+        played = await self.play(request, self.next_action("error"))
+        if played is not None:
+            return played
         data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "fake"} for m in self.models]
         return web.json_response({"object": "list", "data": data})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body = await read_body(request)
-        self.requests.append(Recorded("POST", request.path, dict(request.headers), body))
+        body = await self.record(request)
         auth = request.headers.get("Authorization", "")
         if auth.removeprefix("Bearer ") in self.rejected_keys:
             return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
-        action = self.actions.popleft() if self.actions else None
-        if action is not None and action.kind == "error":
-            return web.json_response(action.body, status=action.status, headers=action.headers)
-        if action is not None and action.kind == "hang":
-            await _hang(request, action.seconds)
-        if action is not None and action.kind == "raw":
-            return await self._raw(request, action)
+        played = await self.play(request, action := self.next_action())
+        if played is not None:
+            return played
         if action is not None and action.kind == "slow":
-            return await self._slow(request)
+            return await self.stream(request, _ticks(), action, b"", SSE)
         if isinstance(body, dict) and body.get("stream"):
-            return await self._stream(request, body, action)
+            frames = [b"data: " + json.dumps(event).encode() + b"\n\n" for event in _stream_events(body)]
+            # Half an event when the action breaks the stream.
+            return await self.stream(request, [*frames, b"data: [DONE]\n\n"], action, b'data: {"id":"chatcmpl-x","obj')
         return web.json_response(_completion(body))
 
-    async def _raw(self, request: web.Request, action: Action) -> web.StreamResponse:
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for chunk in action.chunks:
-            await resp.write(chunk)
-            await asyncio.sleep(0.005)
-        await resp.write_eof()
-        return resp
 
-    async def _slow(self, request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        try:
-            for i in range(400):
-                chunk = _chunk({"content": f"tick {i} "}, None)
-                await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-                await asyncio.sleep(0.025)
-        except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
-            self.disconnected.set()
-            raise
-        return resp
-
-    async def _stream(self, request: web.Request, body: dict[str, Any], action: Action | None) -> web.StreamResponse:
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream; charset=utf-8"})
-        await resp.prepare(request)
-        events = _stream_events(body)
-        for n, event in enumerate(events):
-            if action is not None and action.kind == "break" and n == action.after_events:
-                # Half an event, then the connection drops, as a crashed upstream does.
-                await resp.write(b'data: {"id":"chatcmpl-x","obj')
-                assert request.transport is not None
-                request.transport.close()
-                return resp
-            await resp.write(b"data: " + json.dumps(event).encode() + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        await resp.write_eof()
-        return resp
+def _ticks() -> Iterator[bytes]:
+    for i in range(_SLOW_EVENTS):
+        yield b"data: " + json.dumps(_chunk({"content": f"tick {i} "}, None)).encode() + b"\n\n"
 
 
 def _error(status: int, message: str, type_: str, code: str | None) -> web.Response:
@@ -242,10 +189,3 @@ def _stream_events(body: dict[str, Any]) -> list[dict[str, Any]]:
         usage_chunk["usage"] = _usage()
         events.append(usage_chunk)
     return events
-
-
-async def _hang(request: web.Request, seconds: float) -> None:
-    """Answer nothing for ``seconds``, or until the client gives up (so a stopping fake never waits on it)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and request.transport is not None and not request.transport.is_closing():
-        await asyncio.sleep(0.05)

@@ -18,10 +18,8 @@ With ``reasoning.effort`` set (not "none") a reasoning item comes first. Tests q
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
-import threading
 import time
 from typing import Any
 
@@ -29,8 +27,7 @@ import pydantic
 from aiohttp import web
 from openai.types.responses import response_create_params as params
 
-from tests.fakes.openai_upstream import Action, Recorded
-from tests.fakes.server import FakeServer, read_body
+from tests.fakes.server import Action, FakeServer, Recorded
 
 __all__ = ["Action", "FakeResponses", "Recorded", "strict_request_model"]
 
@@ -59,15 +56,13 @@ class FakeResponses(FakeServer):
         self.rejected_keys: set[str] = set()
         #: Reasoning item id -> the encrypted content issued with it.
         self.issued: dict[str, str] = {}
-        self.disconnected = threading.Event()
         self._counter = 0
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{prefix:.*}responses", self._responses)
 
     async def _responses(self, request: web.Request) -> web.StreamResponse:
-        body = await read_body(request)
-        self.requests.append(Recorded("POST", request.path, dict(request.headers), body))
+        body = await self.record(request)
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not auth.removeprefix("Bearer ").strip():
             return _error(401, "You didn't provide an API key.", "invalid_request_error", None)
@@ -78,13 +73,9 @@ class FakeResponses(FakeServer):
         problem = self._check(body)
         if problem is not None:
             return problem
-        action = self.actions.popleft() if self.actions else None
-        if action is not None and action.kind == "error":
-            return web.json_response(action.body, status=action.status, headers=action.headers)
-        if action is not None and action.kind == "hang":
-            await asyncio.sleep(action.seconds)
-        if action is not None and action.kind == "raw":
-            return await self._write(request, action.chunks)
+        played = await self.play(request, action := self.next_action())
+        if played is not None:
+            return played
         response = self._respond(body)
         if not body.get("stream"):
             return web.json_response(response)
@@ -153,35 +144,11 @@ class FakeResponses(FakeServer):
             self.issued[item["id"]] = item["encrypted_content"]
         return item
 
-    async def _write(self, request: web.Request, chunks: list[bytes]) -> web.StreamResponse:
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for chunk in chunks:
-            await resp.write(chunk)
-            await asyncio.sleep(0.005)
-        await resp.write_eof()
-        return resp
-
     async def _stream(
         self, request: web.Request, events: list[dict[str, Any]], action: Action | None
     ) -> web.StreamResponse:
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream; charset=utf-8"})
-        await resp.prepare(request)
-        try:
-            for n, event in enumerate(events):
-                if action is not None and action.kind == "break" and n == action.after_events:
-                    await resp.write(b'event: response.output_text.delta\ndata: {"type":"resp')
-                    assert request.transport is not None
-                    request.transport.close()
-                    return resp
-                if action is not None and action.kind == "slow":
-                    await asyncio.sleep(action.seconds or 0.025)
-                await resp.write(encode(event))
-        except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
-            self.disconnected.set()
-            raise
-        await resp.write_eof()
-        return resp
+        frames = [encode(event) for event in events]
+        return await self.stream(request, frames, action, b'event: response.output_text.delta\ndata: {"type":"resp')
 
 
 def encode(event: dict[str, Any]) -> bytes:

@@ -20,7 +20,6 @@ location must be the expected ones. Publisher ``google`` with ``generateContent`
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
@@ -30,8 +29,7 @@ from google.auth import jwt
 from tests.fakes import anthropic_upstream, gemini_upstream
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.gemini_upstream import FakeGemini
-from tests.fakes.openai_upstream import Action, Recorded
-from tests.fakes.server import FakeServer, read_body
+from tests.fakes.server import SSE, Action, FakeServer, Recorded, read_body
 
 __all__ = ["SCOPE", "Action", "FakeVertex", "Recorded", "VertexCall"]
 
@@ -136,9 +134,9 @@ class FakeVertex(FakeServer):
         refused = self._check_auth(headers, express=call.project is None) or self._check_scope(call)
         if refused is not None:
             return refused
-        action = self.actions.popleft() if self.actions else None
-        if action is not None and action.kind == "error":
-            return web.json_response(action.body, status=action.status, headers=action.headers)
+        played = await self.play(request, self.next_action())
+        if played is not None:
+            return played
         if call.publisher == "google" and call.method_name in ("generateContent", "streamGenerateContent"):
             return await self._gemini_answer(request, call, body)
         if call.publisher == "anthropic" and call.method_name in ("rawPredict", "streamRawPredict"):
@@ -185,12 +183,7 @@ class FakeVertex(FakeServer):
             return web.json_response(gemini_upstream._merge(chunks))
         if request.query.get("alt") != "sse":
             return _error(400, "this fake only speaks alt=sse streams", "INVALID_ARGUMENT")
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for chunk in chunks:
-            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\r\n\r\n")
-        await resp.write_eof()
-        return resp
+        return await self.stream(request, gemini_upstream.sse_frames(chunks), None, b"", SSE)
 
     async def _anthropic_answer(self, request: web.Request, call: VertexCall, body: Any) -> web.StreamResponse:
         if not isinstance(body, dict) or "model" in body or body.get("anthropic_version") != "vertex-2023-10-16":
@@ -208,12 +201,7 @@ class FakeVertex(FakeServer):
         message = self._anthropic._answer(messages_body)
         if not body.get("stream"):
             return web.json_response(message)
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream; charset=utf-8"})
-        await resp.prepare(request)
-        for name, data in anthropic_upstream.stream_events(message):
-            await resp.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
-        await resp.write_eof()
-        return resp
+        return await self.stream(request, anthropic_upstream.sse_frames(message), None, b"")
 
 
 def _borrowed(cls: type[FakeServer]) -> Any:
