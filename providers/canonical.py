@@ -11,8 +11,10 @@ Conventions:
   conversation (roles ``user``, ``assistant``, ``tool``) without them.
 * A tool result is a ``tool`` message whose blocks are :class:`ToolResult` (one per call answered).
 * Tool-call ``arguments`` are the JSON text as the model produced it (never re-serialized).
-* Thinking keeps the provider's ``signature`` (Anthropic, Bedrock) or opaque ``data`` (redacted thinking,
-  OpenAI encrypted reasoning, Gemini thought signatures) so a later turn can send it back unchanged.
+* Thinking keeps the provider's ``signature`` (Anthropic, Bedrock, Gemini thought signatures) or opaque
+  ``redacted`` data (redacted thinking, OpenAI encrypted reasoning) so a later turn can send it back
+  unchanged, with ``source`` naming who issued it (:func:`providers.wire.replay.issuer`): a signature
+  is only valid where it was issued, and is replayed only there.
 * Stream events carry an ``index`` per tool call, in the order the model opened them (0, 1, ...).
 * Token counts follow the OpenAI convention in :class:`Usage`: ``input_tokens`` includes cached tokens.
 """
@@ -78,7 +80,7 @@ class Thinking:
     signature: str | None = None
     #: Opaque provider data: Anthropic ``redacted_thinking.data``, OpenAI ``encrypted_content``.
     redacted: str | None = None
-    #: Which wire API produced ``signature``/``redacted`` (they are only valid there).
+    #: Who issued ``signature``/``redacted`` (:func:`providers.wire.replay.issuer`); only valid there.
     source: str | None = None
     #: Provider item id (OpenAI reasoning item ``id``), kept for replay.
     item_id: str | None = None
@@ -91,6 +93,8 @@ class ToolCall:
     arguments: str = "{}"
     #: Gemini ``thoughtSignature`` attached to a function call part.
     signature: str | None = None
+    #: Who issued ``signature`` (as :attr:`Thinking.source`); None when the client did not say.
+    signature_source: str | None = None
 
 
 @dataclass(slots=True)
@@ -137,6 +141,10 @@ class Request:
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    #: Sampling knobs a provider may or may not honour; wire modules map them or drop them (documented).
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
     stop: list[str] = field(default_factory=list)
     #: minimal | low | medium | high | xhigh | max | none
     reasoning_effort: str | None = None
@@ -149,6 +157,10 @@ class Request:
     #: Stable per-conversation id (prompt-cache keys, session affinity), when the client gives one.
     session_id: str | None = None
     user: str | None = None
+    #: OpenAI ``service_tier`` (``auto``, ``default``, ``flex``, ``priority``), for providers that have tiers.
+    service_tier: str | None = None
+    #: OpenAI ``metadata``: string key/value tags (Responses ``metadata``, Bedrock ``requestMetadata``).
+    metadata: dict[str, str] | None = None
     #: Client fields with no canonical meaning, for wire modules that can pass them on.
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -202,6 +214,7 @@ class ToolCallStart:
     id: str
     name: str
     signature: str | None = None
+    signature_source: str | None = None
 
 
 @dataclass(slots=True)
@@ -255,7 +268,7 @@ def collect(events: list[Event], *, id: str, model: str) -> Response:
             last.signature = ev.signature or last.signature
             last.redacted = ev.redacted or last.redacted
         elif isinstance(ev, ToolCallStart):
-            calls[ev.index] = ToolCall(ev.id, ev.name, "", ev.signature)
+            calls[ev.index] = ToolCall(ev.id, ev.name, "", ev.signature, ev.signature_source)
             resp.content.append(calls[ev.index])
         elif isinstance(ev, ToolCallDelta):
             calls[ev.index].arguments += ev.arguments

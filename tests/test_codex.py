@@ -312,7 +312,7 @@ def test_non_streaming_answer_is_decoded_from_sse() -> None:
     assert resp.id == response["id"] and resp.finish_reason == "tool_calls"
     calls = [b for b in resp.content if isinstance(b, ToolCall)]
     assert [json.loads(c.arguments)["city"] for c in calls] == ["Paris", "Tokyo"]
-    assert resp.content[0].source == "openai-codex-responses"  # type: ignore[union-attr]
+    assert resp.content[0].source == "openai-codex-responses:openai-codex"  # type: ignore[union-attr]
     assert resp.usage is not None and resp.usage.output_tokens > 0
 
 
@@ -332,10 +332,11 @@ async def test_adapter_headers() -> None:
     with pytest.raises(MissingCredentials):
         await ADAPTER.resolve(provider, None, "ambient", {})
     call = UpstreamCall("u", b"{}", {"authorization": "Bearer t"})
-    out = await ADAPTER.finalize(call, _target(), RequestContext({"x-session-id": "s-7"}, "openai-codex-responses"))
+    ctx = RequestContext({"x-session-id": "s-7"}, "openai-codex-responses")
+    out = await ADAPTER.finalize(call, auth, _target(), ctx)
     assert out.headers["OpenAI-Beta"] == "responses=experimental" and out.headers["accept"] == "text/event-stream"
     assert out.headers["session-id"] == "s-7" and out.headers["x-client-request-id"] == "s-7"
-    plain = await ADAPTER.finalize(call, _target(), RequestContext({}, "openai-codex-responses"))
+    plain = await ADAPTER.finalize(call, auth, _target(), RequestContext({}, "openai-codex-responses"))
     assert "session-id" not in plain.headers
 
 
@@ -456,6 +457,21 @@ def test_refused_refresh_says_to_log_in_again(
     with pytest.raises(openai.AuthenticationError) as info:
         proxy.client().chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
     assert "switchboard login openai-codex" in str(info.value)
+    assert backend.requests == []
+
+
+def test_refresh_answer_without_an_account_is_an_upstream_error(
+    isolated_env: Path, oauth: FakeCodexAuth, backend: FakeCodex, start_proxy: Any
+) -> None:
+    import openai
+
+    _seed(isolated_env, oauth, expires_ms=time.time() * 1000 - 1000)
+    oauth.account_id = ""  # the refreshed tokens name no ChatGPT account
+    proxy = start_proxy()
+    with pytest.raises(openai.APIStatusError) as info:
+        proxy.client().chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert info.value.status_code == 502
+    assert "ChatGPT token refresh" in info.value.message and "account id" in info.value.message
     assert backend.requests == []
 
 

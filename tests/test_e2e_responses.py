@@ -238,7 +238,7 @@ def test_reasoning_carried_across_turns(resp: FakeResponses, start_proxy: Any) -
     message = out.choices[0].message.model_dump(exclude_none=True)
     assert message["reasoning_content"] == "**Planning**\n\nThe user wants an answer.\n\nAnswering now."
     (block,) = message["thinking_blocks"]
-    assert block["provider"] == "openai-responses" and block["id"] in resp.issued
+    assert block["provider"] == "openai-responses:resp" and block["id"] in resp.issued
     assert block["data"] == resp.issued[block["id"]]
     usage = out.usage
     assert usage is not None and usage.completion_tokens_details is not None

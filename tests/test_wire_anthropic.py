@@ -48,7 +48,9 @@ from tests.fakes.anthropic_upstream import validate_request
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
 PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 WEATHER = Tool("get_weather", "Weather for a city", {"type": "object", "properties": {"city": {"type": "string"}}})
-SIGNED = Thinking("I considered it.", signature="sig-abc", source="anthropic-messages")
+#: Who issued reasoning that came from the ``anthropic`` provider (providers/wire/replay.py).
+SIGNER = "anthropic-messages:anthropic"
+SIGNED = Thinking("I considered it.", signature="sig-abc", source=SIGNER)
 
 
 def target(
@@ -241,10 +243,10 @@ def test_tool_call_arguments_must_be_a_json_object() -> None:
 
 
 def test_anthropic_thinking_is_replayed_and_foreign_thinking_dropped() -> None:
-    redacted = Thinking(redacted="opaque==", source="anthropic-messages")
+    redacted = Thinking(redacted="opaque==", source=SIGNER)
     foreign = [
         Thinking("openai reasoning", redacted="enc", source="openai-responses"),
-        Thinking("no signature", source="anthropic-messages"),
+        Thinking("no signature", source=SIGNER),
         Thinking("from a chat client"),
     ]
     request = req(user("q"), Message("assistant", [SIGNED, redacted, *foreign, Text("answer")]), user("more"))
@@ -500,7 +502,7 @@ def test_decode_message_with_thinking_redacted_and_tool_use() -> None:
     assert thinking == Thinking(
         "I should look up the weather in both cities at once.",
         signature="EuYBCkQYAiJAgCs1le6/Pol5Z4/JMomVOouGrWdhYNsH3ukzUECbB6iWrSQtsQuRHJID6lWV5Rd2ht0w0SsDU3evHUKA0cC8AkSDDkQ1NjU5NmY1MjQ3OWE",
-        source="anthropic-messages",
+        source=SIGNER,
     )
     assert isinstance(redacted, Thinking) and redacted.redacted and redacted.redacted.startswith("EmwKAhgB")
     assert text == Text("Checking the weather for you.")
@@ -589,7 +591,7 @@ def test_text_stream_events() -> None:
 
 def test_thinking_and_parallel_tool_use_stream_events() -> None:
     events = decode((FIXTURES / "thinking_tool_use.sse").read_bytes())
-    src = "anthropic-messages"
+    src = SIGNER
     assert events[:3] == [
         ThinkingDelta("The user wants the weather in two cities.", source=src),
         ThinkingDelta(" I can call get_weather for both in parallel.", source=src),
@@ -658,7 +660,7 @@ def test_redacted_thinking_and_whole_input_on_block_start() -> None:
     )
     events = decode(data)
     assert events == [
-        ThinkingDelta(redacted="xyz", source="anthropic-messages"),
+        ThinkingDelta(redacted="xyz", source=SIGNER),
         ToolCallStart(0, "t", "f"),
         ToolCallDelta(0, '{"a":1}'),
         ToolCallEnd(0),

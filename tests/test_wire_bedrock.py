@@ -37,6 +37,8 @@ CLAUDE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 BASE = "https://bedrock-runtime.us-east-1.amazonaws.com"
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 NAME = "bedrock-converse-stream"
+#: Who issued reasoning that came from the Bedrock provider (providers/wire/replay.py).
+SIGNER = f"{NAME}:amazon-bedrock"
 
 
 def catalog_model(model_id: str) -> Model | None:
@@ -174,9 +176,9 @@ def test_thinking_replay_signed_unsigned_foreign_redacted() -> None:
     assistant = Message(
         "assistant",
         [
-            Thinking("signed", signature="sig", source=NAME),
-            Thinking("", redacted="b3BhcXVl", source=NAME),
-            Thinking("unsigned", source=NAME),
+            Thinking("signed", signature="sig", source=SIGNER),
+            Thinking("", redacted="b3BhcXVl", source=SIGNER),
+            Thinking("unsigned", source=SIGNER),
             Thinking("foreign", signature="s", source="anthropic-messages"),
             Text("answer"),
         ],
@@ -287,8 +289,8 @@ def test_decode_converse_json() -> None:
     }
     resp = API.decode_response(json.dumps(answer).encode(), target())
     assert resp.content == [
-        Thinking("hmm", signature="s1", source=NAME),
-        Thinking(redacted="b3A=", source=NAME),
+        Thinking("hmm", signature="s1", source=SIGNER),
+        Thinking(redacted="b3A=", source=SIGNER),
         Text("hello"),
         ToolCall("t1", "f", '{"a":1}'),
     ]

@@ -38,6 +38,8 @@ from providers.wire.base import WireTarget
 from providers.wire.google_generative_ai import API, GoogleGenerativeAI, model_url
 from providers.wire.google_schema import clean_schema
 
+#: Who issued thought signatures that came from the ``google`` provider (providers/wire/replay.py).
+SIGNER = "google-generative-ai:google"
 FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
 BASE = "https://generativelanguage.googleapis.com/v1beta"
 SIG = "CiQBcsjafE3Zt8d2/J+ZcQ3WOoD0bMqd2I3m1k7mYH9rV0O3pKIKYgFyyNp8RnvN1tL4bA=="
@@ -187,10 +189,10 @@ def test_replay_keeps_signatures_and_drops_foreign_or_unsigned_thinking() -> Non
         "assistant",
         [
             Thinking("anthropic thoughts", signature="EqQB", source="anthropic-messages"),
-            Thinking("summary without signature", source="google-generative-ai"),
-            Thinking("**Plan**", signature="T1", source="google-generative-ai"),
+            Thinking("summary without signature", source=SIGNER),
+            Thinking("**Plan**", signature="T1", source=SIGNER),
             Text("Checking."),
-            Thinking("", signature="T2", source="google-generative-ai"),  # came on the text part
+            Thinking("", signature="T2", source=SIGNER),  # came on the text part
             ToolCall("call_r_0", "get_weather", '{"city":"Paris"}', signature=SIG),
             ToolCall("call_r_1", "get_weather", '{"city":"Tokyo"}'),
         ],
@@ -209,7 +211,7 @@ def test_replay_keeps_signatures_and_drops_foreign_or_unsigned_thinking() -> Non
 
 
 def test_a_lone_text_signature_is_replayed_on_an_empty_text_part() -> None:
-    msg = Message("assistant", [Thinking("", signature="T9", source="google-generative-ai")])
+    msg = Message("assistant", [Thinking("", signature="T9", source=SIGNER)])
     assert body_of(Request("m", [user("q"), msg]))["contents"][1]["parts"] == [{"text": "", "thoughtSignature": "T9"}]
 
 
@@ -393,7 +395,7 @@ def test_schemas_gemini_cannot_express_are_a_clear_400(schema: dict[str, Any], m
 
 def test_generation_config_and_response_formats() -> None:
     req = Request(
-        "m", [user("q")], max_tokens=99, temperature=0.2, top_p=0.9, stop=["END"], extra={"seed": 7, "top_k": 3}
+        "m", [user("q")], max_tokens=99, temperature=0.2, top_p=0.9, stop=["END"], seed=7, extra={"top_k": 3}
     )
     assert body_of(req)["generationConfig"] == {
         "temperature": 0.2,
@@ -493,9 +495,9 @@ def test_decode_thinking_and_parallel_calls() -> None:
         Thinking(
             "**Planning the lookup**\n\nThe user wants the weather in two cities."
             " I'll call get_weather for both at once.",
-            source="google-generative-ai",
+            source=SIGNER,
         ),
-        ToolCall("call_k9NoaJrKBOWnkdUPpL2Q-Ac_0", "get_weather", '{"city":"Paris","unit":"celsius"}', SIG),
+        ToolCall("call_k9NoaJrKBOWnkdUPpL2Q-Ac_0", "get_weather", '{"city":"Paris","unit":"celsius"}', SIG, SIGNER),
         ToolCall("call_k9NoaJrKBOWnkdUPpL2Q-Ac_1", "get_weather", '{"city":"Tōkyō"}'),
     ]
     assert resp.finish_reason == "tool_calls"
@@ -536,7 +538,7 @@ def gemini(parts: list[dict[str, Any]] | None, finish: str | None = "STOP", **ex
         ),
         (
             gemini([{"text": "hi", "thoughtSignature": "S"}]),
-            [Text("hi"), Thinking("", "S", source="google-generative-ai")],
+            [Text("hi"), Thinking("", "S", source=SIGNER)],
             "stop",
         ),
         (
@@ -593,11 +595,9 @@ EXPECTED_STREAMS: dict[str, list[Event]] = {
         UsageEvent(Usage(input_tokens=9, output_tokens=48, cache_read_tokens=4, reasoning_tokens=31)),
     ],
     "thinking_tool_stream.sse": [
-        ThinkingDelta(
-            "**Planning the lookup**\n\nThe user wants the weather in two cities.", source="google-generative-ai"
-        ),
-        ThinkingDelta(" I'll call get_weather for both at once.", source="google-generative-ai"),
-        ToolCallStart(0, "call_k9NoaJrKBOWnkdUPpL2Q-Ac_0", "get_weather", SIG),
+        ThinkingDelta("**Planning the lookup**\n\nThe user wants the weather in two cities.", source=SIGNER),
+        ThinkingDelta(" I'll call get_weather for both at once.", source=SIGNER),
+        ToolCallStart(0, "call_k9NoaJrKBOWnkdUPpL2Q-Ac_0", "get_weather", SIG, SIGNER),
         ToolCallDelta(0, '{"city":"Paris","unit":"celsius"}'),
         ToolCallEnd(0),
         ToolCallStart(1, "call_k9NoaJrKBOWnkdUPpL2Q-Ac_1", "get_weather"),

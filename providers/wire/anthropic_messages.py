@@ -1,8 +1,9 @@
 """Wire API ``anthropic-messages``: Anthropic's Messages API and the servers that copy it.
 
 ``POST {base_url}/v1/messages`` (the base URL has no ``/v1``, as the Anthropic SDK expects) with
-``anthropic-version: 2023-06-01``. Used by Anthropic itself and by MiniMax, Kimi for Coding, Vercel AI
-Gateway, Fireworks and OpenCode Zen's Claude models.
+``anthropic-version: 2023-06-01``. Spoken by Anthropic, MiniMax, Kimi for Coding and Cloudflare AI
+Gateway, and for their Claude models by GitHub Copilot, OpenCode Zen and OpenCode Go (a model row names
+the API). Claude on Bedrock shares this module's rules through :mod:`.claude_rules`.
 
 Entry point: :data:`API`, a :class:`~providers.wire.base.WireAPI`. This module encodes requests; the
 answer side (JSON, SSE stream, error bodies) lives in :mod:`.anthropic_stream`.
@@ -14,10 +15,12 @@ Request translation:
   Claude Code identity block, or Anthropic refuses the token.
 * Messages become strictly alternating user/assistant turns: consecutive same-role messages merge, tool
   results are ``tool_result`` blocks at the start of a user turn.
-* Thinking is replayed only when Anthropic signed it (signature or redacted data from this wire API);
-  thinking from another provider cannot be verified by Anthropic and is dropped.
+* Thinking is replayed only to the service that signed it (:mod:`.replay`: the same provider and
+  account); thinking signed elsewhere cannot be verified and is dropped.
 * ``reasoning_effort`` becomes budget thinking, or adaptive thinking plus ``output_config.effort`` on the
-  models that have it (provider facts §4/§11).
+  models that have it (:mod:`.claude_rules`, shared with Bedrock).
+* ``seed``, the penalties and ``service_tier`` are dropped (Anthropic's tiers are not OpenAI's); ``user`` (else
+  ``metadata.user_id``) becomes ``metadata.user_id``, the only metadata Anthropic accepts.
 * Prompt caching: the client's own ``cache_control`` passes through; automatic breakpoints go on the
   last system block and the last block of the last user turn, four breakpoints at most in all.
 """
@@ -34,6 +37,8 @@ from ..canonical import Image, Message, Request, Response, Text, Thinking, Tool,
 from ..errors import InvalidRequest, SwitchboardError
 from . import anthropic_stream
 from .base import StreamDecoder, UpstreamCall, WireAPI, WireTarget
+from .claude_rules import INTERLEAVED_THINKING_BETA, oauth_token, plan_thinking, tool_id, unsigned_tool_turn
+from .replay import issuer
 
 __all__ = ["API", "CLAUDE_CODE_IDENTITY", "NAME"]
 
@@ -47,20 +52,14 @@ _OAUTH_HEADERS = {
     "x-app": "cli",
     "anthropic-dangerous-direct-browser-access": "true",
 }
-_INTERLEAVED_THINKING_BETA = "interleaved-thinking-2025-05-14"
-_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 16384, "max": 16384}
-_MIN_BUDGET = 1024
+#: The account family of a Claude Pro/Max token: it signs apart from API keys (:mod:`.replay`).
+_SUBSCRIPTION = "subscription"
 _DEFAULT_MAX_TOKENS = 8192
 _MAX_BREAKPOINTS = 4
 _EPHEMERAL = {"type": "ephemeral"}
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
-_EFFORTS = ("low", "medium", "high", "xhigh", "max")
-_ADAPTIVE = re.compile(r"opus-4-[678]|sonnet-4-6|sonnet-5|fable-5")
-_XHIGH = re.compile(r"opus-4-[78]|sonnet-5|fable-5")
-_MAX_EFFORT = re.compile(r"opus-4-[678]|sonnet-5|fable-5")
 # Opus 4.7+ and the generation-5 models reject temperature/top_p ("deprecated for this model").
 _NO_SAMPLING = re.compile(r"opus-4-[78]|(?:opus|sonnet|haiku|fable|mythos)-5")
-_TOOL_ID_BAD_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
 
 
 class _AnthropicMessages:
@@ -68,7 +67,7 @@ class _AnthropicMessages:
 
     def build(self, req: Request, target: WireTarget) -> UpstreamCall:
         _reject_unsupported(req, target)
-        token = _oauth_token(target.auth_headers)
+        token = oauth_token(target.auth_headers)
         headers = {"anthropic-version": _VERSION}
         betas: list[str] = []
         if token is not None:
@@ -76,7 +75,8 @@ class _AnthropicMessages:
             headers["authorization"] = f"Bearer {token}"
             headers["x-api-key"] = ""  # removes the credential's header
             betas.extend(_OAUTH_BETAS)
-        messages = _convert_messages(req.messages, target.provider_name)
+        signer = issuer(NAME, target, _SUBSCRIPTION if token is not None else "")
+        messages = _convert_messages(req.messages, target.provider_name, signer)
         default_max = target.model.max_tokens if target.model is not None else _DEFAULT_MAX_TOKENS
         body: dict[str, Any] = {"model": target.model_id, "max_tokens": req.max_tokens or default_max}
         system = _convert_system(req.system, oauth=token is not None)
@@ -92,13 +92,14 @@ class _AnthropicMessages:
             body["stop_sequences"] = list(req.stop)
         thinking = _apply_thinking(body, req, target)
         if thinking == "budget" and req.tools:
-            betas.append(_INTERLEAVED_THINKING_BETA)
+            betas.append(INTERLEAVED_THINKING_BETA)
         if thinking is None and not _NO_SAMPLING.search(target.model_id):
             _apply_sampling(body, req)
         if req.response_format is not None:
             _apply_response_format(body, req.response_format, target.provider_name)
-        if req.user:
-            body["metadata"] = {"user_id": req.user}
+        user = req.user or (req.metadata or {}).get("user_id")
+        if user:
+            body["metadata"] = {"user_id": user}
         if req.stream:
             body["stream"] = True
         _add_cache_breakpoints(body)
@@ -108,16 +109,20 @@ class _AnthropicMessages:
         return UpstreamCall(url=url, body=msgspec.json.encode(body), headers=headers)
 
     def decode_response(self, body: bytes, target: WireTarget) -> Response:
-        return anthropic_stream.decode_message(body, target.provider_name)
+        return anthropic_stream.decode_message(body, target.provider_name, _issuer(target))
 
     def stream_decoder(self, target: WireTarget) -> StreamDecoder:
-        return anthropic_stream.MessageStreamDecoder(target.provider_name)
+        return anthropic_stream.MessageStreamDecoder(target.provider_name, _issuer(target))
 
     def error(self, target: WireTarget, status: int, body: bytes, headers: Mapping[str, str]) -> SwitchboardError:
         return anthropic_stream.upstream_error(target.provider_name, status, body, headers)
 
 
 API: WireAPI = _AnthropicMessages()
+
+
+def _issuer(target: WireTarget) -> str:
+    return issuer(NAME, target, _SUBSCRIPTION if oauth_token(target.auth_headers) is not None else "")
 
 
 def _reject_unsupported(req: Request, target: WireTarget) -> None:
@@ -129,17 +134,6 @@ def _reject_unsupported(req: Request, target: WireTarget) -> None:
         )
     if extra.get("logprobs"):
         raise InvalidRequest(f"{target.provider_name} ({NAME}) does not return logprobs", param="logprobs")
-
-
-def _oauth_token(auth_headers: Mapping[str, str]) -> str | None:
-    """A Claude Pro/Max OAuth token, whether the credential put it in x-api-key or already as Bearer."""
-    for name, value in auth_headers.items():
-        lowered = name.lower()
-        if lowered == "x-api-key" and "sk-ant-oat" in value:
-            return value
-        if lowered == "authorization" and "sk-ant-oat" in value:
-            return value.removeprefix("Bearer ").strip()
-    return None
 
 
 def _merge_betas(auth_headers: Mapping[str, str], betas: list[str]) -> str:
@@ -163,12 +157,12 @@ def _text_block(text: Text) -> dict[str, Any]:
     return block
 
 
-def _convert_messages(messages: list[Message], provider: str) -> list[dict[str, Any]]:
+def _convert_messages(messages: list[Message], provider: str, signer: str) -> list[dict[str, Any]]:
     """Alternating turns: consecutive same-role messages merge; tool results lead their user turn."""
     turns: list[dict[str, Any]] = []
     for i, msg in enumerate(messages):
         role = "assistant" if msg.role == "assistant" else "user"
-        blocks = _convert_blocks(msg, provider, f"messages[{i}]")
+        blocks = _convert_blocks(msg, provider, signer, f"messages[{i}]")
         if not blocks:
             continue  # an empty turn is invalid; dropping it keeps the rest valid
         if turns and turns[-1]["role"] == role:
@@ -181,7 +175,7 @@ def _convert_messages(messages: list[Message], provider: str) -> list[dict[str, 
     return turns
 
 
-def _convert_blocks(msg: Message, provider: str, where: str) -> list[dict[str, Any]]:
+def _convert_blocks(msg: Message, provider: str, signer: str, where: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for block in msg.content:
         if isinstance(block, Text):
@@ -190,7 +184,7 @@ def _convert_blocks(msg: Message, provider: str, where: str) -> list[dict[str, A
         elif isinstance(block, Image):
             out.append(_convert_image(block, provider, where))
         elif isinstance(block, Thinking):
-            if msg.role == "assistant" and (replay := _replay_thinking(block)) is not None:
+            if msg.role == "assistant" and (replay := _replay_thinking(block, signer)) is not None:
                 out.append(replay)
         elif isinstance(block, ToolCall):
             out.append(_convert_tool_call(block, provider, where))
@@ -199,9 +193,9 @@ def _convert_blocks(msg: Message, provider: str, where: str) -> list[dict[str, A
     return out
 
 
-def _replay_thinking(block: Thinking) -> dict[str, Any] | None:
-    if block.source != NAME:
-        return None
+def _replay_thinking(block: Thinking, signer: str) -> dict[str, Any] | None:
+    if block.source != signer:
+        return None  # Anthropic cannot verify it, and refuses unsigned thinking blocks
     if block.redacted:
         return {"type": "redacted_thinking", "data": block.redacted}
     if block.signature:
@@ -232,11 +226,6 @@ def _parse_data_url(url: str, provider: str, where: str) -> tuple[str | None, st
     return head.removeprefix("data:").removesuffix(";base64") or None, data
 
 
-def _tool_id(call_id: str) -> str:
-    """Anthropic wants ``[a-zA-Z0-9_-]{1,64}``; ids from other providers may not be."""
-    return _TOOL_ID_BAD_CHARS.sub("_", call_id)[:64] or "call"
-
-
 def _convert_tool_call(call: ToolCall, provider: str, where: str) -> dict[str, Any]:
     try:
         arguments = msgspec.json.decode(call.arguments) if call.arguments.strip() else {}
@@ -248,11 +237,11 @@ def _convert_tool_call(call: ToolCall, provider: str, where: str) -> dict[str, A
             f"{call.arguments[:80]!r}",
             param=f"{where}.tool_calls",
         )
-    return {"type": "tool_use", "id": _tool_id(call.id), "name": call.name, "input": arguments}
+    return {"type": "tool_use", "id": tool_id(call.id), "name": call.name, "input": arguments}
 
 
 def _convert_tool_result(result: ToolResult, provider: str, where: str) -> dict[str, Any]:
-    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": _tool_id(result.tool_call_id)}
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_id(result.tool_call_id)}
     content = [
         _text_block(part) if isinstance(part, Text) else _convert_image(part, provider, where)
         for part in result.content
@@ -299,64 +288,20 @@ def _convert_tool_choice(choice: ToolChoice | None, parallel: bool | None) -> di
 
 def _apply_thinking(body: dict[str, Any], req: Request, target: WireTarget) -> str | None:
     """Set ``thinking`` (and ``output_config.effort``); returns "budget", "adaptive" or None."""
-    effort = _thinking_effort(req, target)
-    if effort is None or _forces_tool(body) or _unsigned_tool_turn(body["messages"]):
+    forced = body.get("tool_choice", {}).get("type") in ("any", "tool")  # the client's explicit choice wins
+    plan = plan_thinking(
+        req, target, body["max_tokens"], forced_tool=forced, unsigned_turn=unsigned_tool_turn(body["messages"])
+    )
+    if plan is None:
         return None
-    model_id = target.model_id
-    if _ADAPTIVE.search(model_id):
-        effort = "low" if effort == "minimal" else effort
-        capable = {"xhigh": _XHIGH, "max": _MAX_EFFORT}.get(effort)
-        if effort not in _EFFORTS or (capable is not None and not capable.search(model_id)):
-            effort = "high"
+    if plan.kind == "adaptive":
         # Newer models default to omitting the thinking text; clients asked for reasoning, so show it.
         body["thinking"] = {"type": "adaptive", "display": "summarized"}
-        body["output_config"] = {"effort": effort}
-        return "adaptive"
-    budget = req.thinking_budget or _BUDGETS.get(effort, _BUDGETS["medium"])
-    budget = max(budget, _MIN_BUDGET)
-    max_tokens = body["max_tokens"]
-    if max_tokens <= budget:
-        # OpenAI's max_completion_tokens includes reasoning; keep room for the answer the client asked for.
-        max_tokens = budget + max_tokens
-        if target.model is not None:
-            max_tokens = min(max_tokens, target.model.max_tokens)
-        if max_tokens <= budget:
-            budget = max_tokens - _MIN_BUDGET
-            if budget < _MIN_BUDGET:
-                return None
-        body["max_tokens"] = max_tokens
-    body["thinking"] = {"type": "enabled", "budget_tokens": budget}
-    return "budget"
-
-
-def _thinking_effort(req: Request, target: WireTarget) -> str | None:
-    effort = req.reasoning_effort
-    if effort is None and req.thinking_budget:
-        effort = "medium"
-    model = target.model
-    if effort is None or (model is not None and not model.reasoning):
-        return None
-    if model is not None and model.thinking_level_map is not None and effort in model.thinking_level_map:
-        effort = model.thinking_level_map[effort]
-    return None if effort in (None, "none", "off") else effort
-
-
-def _forces_tool(body: dict[str, Any]) -> bool:
-    """Anthropic refuses thinking with a forced tool choice; the client's explicit choice wins."""
-    return body.get("tool_choice", {}).get("type") in ("any", "tool")
-
-
-def _unsigned_tool_turn(turns: list[dict[str, Any]]) -> bool:
-    """With thinking on, an assistant tool-use turn being continued must start with signed thinking.
-
-    When the history came from elsewhere (no signed thinking), the only valid request is without thinking.
-    """
-    if len(turns) < 2 or not any(b["type"] == "tool_result" for b in turns[-1]["content"]):
-        return False
-    prev = turns[-2]
-    if prev["role"] != "assistant" or not any(b["type"] == "tool_use" for b in prev["content"]):
-        return False
-    return prev["content"][0]["type"] not in ("thinking", "redacted_thinking")
+        body["output_config"] = {"effort": plan.effort}
+    else:
+        body["max_tokens"] = plan.max_tokens
+        body["thinking"] = {"type": "enabled", "budget_tokens": plan.budget}
+    return plan.kind
 
 
 def _apply_sampling(body: dict[str, Any], req: Request) -> None:

@@ -14,10 +14,12 @@ Request translation (provider facts §4):
   user message of ``toolResult`` blocks (results first); empty text becomes ``<empty>``.
 * Images are ``{image: {format, source: {bytes}}}`` (base64 in JSON); Bedrock cannot fetch URLs.
 * Tool-call ids are sanitized to ``[a-zA-Z0-9_-]{1,64}``.
-* Thinking (Claude only) goes in ``additionalModelRequestFields``: adaptive thinking plus
-  ``output_config.effort`` on the adaptive models, else budget thinking with the interleaved-thinking
-  beta. Signed thinking from Bedrock is replayed as ``reasoningContent``; unsigned or foreign thinking is
-  replayed as plain text.
+* Thinking (Claude only) goes in ``additionalModelRequestFields``, Claude's own fields: adaptive thinking
+  plus ``output_config.effort`` on the adaptive models, else budget thinking with the interleaved-thinking
+  beta (:mod:`.claude_rules`, shared with Anthropic's API). Thinking signed by this Bedrock provider
+  (:mod:`.replay`) is replayed as ``reasoningContent``; unsigned or foreign thinking is replayed as plain text.
+* ``metadata`` becomes ``requestMetadata`` (cost-allocation tags); ``seed``, the penalties and
+  ``service_tier`` have no Converse equivalent and are dropped.
 * Prompt caching: a ``cachePoint`` after the system blocks and at the end of the last user message, for
   Claude models whose id names a caching model; ``AWS_BEDROCK_FORCE_CACHE=1`` turns it on for ids that
   name no model (application inference profile ARNs).
@@ -37,22 +39,17 @@ from ..errors import InvalidRequest, SwitchboardError
 from ..urlpath import path_segment
 from . import bedrock_stream
 from .base import StreamDecoder, UpstreamCall, WireAPI, WireTarget
+from .claude_rules import INTERLEAVED_THINKING_BETA, plan_thinking, tool_id, unsigned_tool_turn
+from .replay import issuer
 
 __all__ = ["API", "NAME", "is_claude", "model_path", "supports_prompt_caching"]
 
 NAME = bedrock_stream.NAME
 
 _EMPTY = "<empty>"
-_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 16384, "max": 16384}
-_MIN_BUDGET = 1024
-_INTERLEAVED_THINKING_BETA = "interleaved-thinking-2025-05-14"
-_ADAPTIVE = re.compile(r"opus-4-[678]|sonnet-4-6|sonnet-5|fable-5")
-_XHIGH = re.compile(r"opus-4-[78]|sonnet-5|fable-5")
-_EFFORTS = ("low", "medium", "high", "xhigh")
 _CACHING = ("fable-5", "sonnet-5", "-4-", "claude-3-7-sonnet", "claude-3-5-haiku")
 _SEPARATORS = re.compile(r"[\s_.:]+")
 _GOVCLOUD = re.compile(r"^(us-gov\.|arn:aws-us-gov:)|:us-gov-")
-_TOOL_ID_BAD_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
 _IMAGE_FORMATS = {
     "image/jpeg": "jpeg",
     "image/jpg": "jpeg",
@@ -68,7 +65,8 @@ class _BedrockConverse:
 
     def build(self, req: Request, target: WireTarget) -> UpstreamCall:
         claude = is_claude(target)
-        body: dict[str, Any] = {"messages": _convert_messages(req.messages, target.provider_name, claude)}
+        signer = issuer(NAME, target)
+        body: dict[str, Any] = {"messages": _convert_messages(req.messages, target.provider_name, claude, signer)}
         system = [{"text": t.text} for t in req.system if t.text]
         if system:
             body["system"] = system
@@ -83,6 +81,8 @@ class _BedrockConverse:
             inference.pop("topP", None)
         if inference:
             body["inferenceConfig"] = inference
+        if req.metadata:
+            body["requestMetadata"] = dict(req.metadata)
         if req.response_format is not None and req.response_format.get("type") not in (None, "text"):
             raise InvalidRequest(
                 f"{target.provider_name} ({NAME}) does not support response_format; describe the JSON in the prompt",
@@ -95,10 +95,10 @@ class _BedrockConverse:
         return UpstreamCall(url=url, body=msgspec.json.encode(body), headers={"content-type": "application/json"})
 
     def decode_response(self, body: bytes, target: WireTarget) -> Response:
-        return bedrock_stream.decode_converse(body, target.provider_name, target.model_id)
+        return bedrock_stream.decode_converse(body, target.provider_name, target.model_id, issuer(NAME, target))
 
     def stream_decoder(self, target: WireTarget) -> StreamDecoder:
-        return bedrock_stream.ConverseStreamDecoder(target.provider_name)
+        return bedrock_stream.ConverseStreamDecoder(target.provider_name, issuer(NAME, target))
 
     def error(self, target: WireTarget, status: int, body: bytes, headers: Mapping[str, str]) -> SwitchboardError:
         return bedrock_stream.upstream_error(target.provider_name, status, body, headers)
@@ -134,11 +134,11 @@ def supports_prompt_caching(target: WireTarget) -> bool:
 # --- messages ---------------------------------------------------------------------------------
 
 
-def _convert_messages(messages: list[Message], provider: str, claude: bool) -> list[dict[str, Any]]:
+def _convert_messages(messages: list[Message], provider: str, claude: bool, signer: str) -> list[dict[str, Any]]:
     turns: list[dict[str, Any]] = []
     for i, msg in enumerate(messages):
         role = "assistant" if msg.role == "assistant" else "user"
-        blocks = _convert_blocks(msg, provider, claude, f"messages[{i}]")
+        blocks = _convert_blocks(msg, provider, claude, signer, f"messages[{i}]")
         if not blocks:
             continue
         if turns and turns[-1]["role"] == role:
@@ -151,7 +151,7 @@ def _convert_messages(messages: list[Message], provider: str, claude: bool) -> l
     return turns
 
 
-def _convert_blocks(msg: Message, provider: str, claude: bool, where: str) -> list[dict[str, Any]]:
+def _convert_blocks(msg: Message, provider: str, claude: bool, signer: str, where: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for block in msg.content:
         if isinstance(block, Text):
@@ -160,7 +160,7 @@ def _convert_blocks(msg: Message, provider: str, claude: bool, where: str) -> li
         elif isinstance(block, Image):
             out.append(_convert_image(block, provider, where))
         elif isinstance(block, Thinking):
-            if msg.role == "assistant" and (replay := _replay_thinking(block, claude)) is not None:
+            if msg.role == "assistant" and (replay := _replay_thinking(block, claude, signer)) is not None:
                 out.append(replay)
         elif isinstance(block, ToolCall):
             out.append(_convert_tool_call(block, provider, where))
@@ -171,8 +171,8 @@ def _convert_blocks(msg: Message, provider: str, claude: bool, where: str) -> li
     return out
 
 
-def _replay_thinking(block: Thinking, claude: bool) -> dict[str, Any] | None:
-    ours = block.source == NAME
+def _replay_thinking(block: Thinking, claude: bool, signer: str) -> dict[str, Any] | None:
+    ours = block.source == signer
     if claude and ours and block.redacted:
         return {"reasoningContent": {"redactedContent": block.redacted}}
     if not block.text:
@@ -205,10 +205,6 @@ def _convert_image(image: Image, provider: str, where: str) -> dict[str, Any]:
     return {"image": {"format": fmt, "source": {"bytes": data}}}
 
 
-def _tool_id(call_id: str) -> str:
-    return _TOOL_ID_BAD_CHARS.sub("_", call_id)[:64] or "call"
-
-
 def _convert_tool_call(call: ToolCall, provider: str, where: str) -> dict[str, Any]:
     try:
         arguments = msgspec.json.decode(call.arguments) if call.arguments.strip() else {}
@@ -220,7 +216,7 @@ def _convert_tool_call(call: ToolCall, provider: str, where: str) -> dict[str, A
             f"{call.arguments[:80]!r}",
             param=f"{where}.tool_calls",
         )
-    return {"toolUse": {"toolUseId": _tool_id(call.id), "name": call.name, "input": arguments}}
+    return {"toolUse": {"toolUseId": tool_id(call.id), "name": call.name, "input": arguments}}
 
 
 def _convert_tool_result(result: ToolResult, provider: str, where: str) -> dict[str, Any]:
@@ -233,7 +229,7 @@ def _convert_tool_result(result: ToolResult, provider: str, where: str) -> dict[
             content.append(_convert_image(part, provider, where))
     return {
         "toolResult": {
-            "toolUseId": _tool_id(result.tool_call_id),
+            "toolUseId": tool_id(result.tool_call_id),
             "content": content or [{"text": _EMPTY}],
             "status": "error" if result.is_error else "success",
         }
@@ -289,60 +285,27 @@ def _inference_config(req: Request, target: WireTarget, claude: bool) -> dict[st
 def _thinking_fields(
     req: Request, target: WireTarget, body: dict[str, Any], inference: dict[str, Any]
 ) -> dict[str, Any] | None:
-    effort = _thinking_effort(req, target)
-    forced = "any" in body.get("toolConfig", {}).get("toolChoice", {}) or "tool" in body.get("toolConfig", {}).get(
-        "toolChoice", {}
+    choice = body.get("toolConfig", {}).get("toolChoice", {})
+    plan = plan_thinking(
+        req,
+        target,
+        inference.get("maxTokens"),
+        forced_tool="any" in choice or "tool" in choice,
+        unsigned_turn=unsigned_tool_turn(body["messages"]),
     )
-    if effort is None or forced or _unsigned_tool_turn(body["messages"]):
+    if plan is None:
         return None
-    model_id = target.model_id
     thinking: dict[str, Any]
-    if _ADAPTIVE.search(model_id):
-        effort = "low" if effort == "minimal" else effort
-        if effort not in _EFFORTS or (effort == "xhigh" and not _XHIGH.search(model_id)):
-            effort = "high"
+    if plan.kind == "adaptive":
         thinking = {"type": "adaptive"}
-        fields: dict[str, Any] = {"thinking": thinking, "output_config": {"effort": effort}}
+        fields: dict[str, Any] = {"thinking": thinking, "output_config": {"effort": plan.effort}}
     else:
-        budget = max(req.thinking_budget or _BUDGETS.get(effort, _BUDGETS["medium"]), _MIN_BUDGET)
-        max_tokens = inference.get("maxTokens") or budget + 4096
-        if max_tokens <= budget:
-            # OpenAI's max_completion_tokens includes reasoning; keep room for the answer asked for.
-            max_tokens = budget + max_tokens
-            if target.model is not None:
-                max_tokens = min(max_tokens, target.model.max_tokens)
-            if max_tokens <= budget:
-                budget = max_tokens - _MIN_BUDGET
-                if budget < _MIN_BUDGET:
-                    return None
-        inference["maxTokens"] = max_tokens
-        thinking = {"type": "enabled", "budget_tokens": budget}
-        fields = {"thinking": thinking, "anthropic_beta": [_INTERLEAVED_THINKING_BETA]}
-    if not _GOVCLOUD.search(model_id):
+        inference["maxTokens"] = plan.max_tokens
+        thinking = {"type": "enabled", "budget_tokens": plan.budget}
+        fields = {"thinking": thinking, "anthropic_beta": [INTERLEAVED_THINKING_BETA]}
+    if not _GOVCLOUD.search(target.model_id):
         thinking["display"] = "summarized"  # GovCloud refuses the field
     return fields
-
-
-def _thinking_effort(req: Request, target: WireTarget) -> str | None:
-    effort = req.reasoning_effort
-    if effort is None and req.thinking_budget:
-        effort = "medium"
-    model = target.model
-    if effort is None or (model is not None and not model.reasoning):
-        return None
-    if model is not None and model.thinking_level_map is not None and effort in model.thinking_level_map:
-        effort = model.thinking_level_map[effort]
-    return None if effort in (None, "none", "off") else effort
-
-
-def _unsigned_tool_turn(turns: list[dict[str, Any]]) -> bool:
-    """With thinking on, a continued assistant tool-use turn must start with signed reasoning."""
-    if len(turns) < 2 or not any("toolResult" in b for b in turns[-1]["content"]):
-        return False
-    prev = turns[-2]
-    if prev["role"] != "assistant" or not any("toolUse" in b for b in prev["content"]):
-        return False
-    return "reasoningContent" not in prev["content"][0]
 
 
 def _add_cache_points(body: dict[str, Any]) -> None:

@@ -84,7 +84,7 @@ def exception_status(name: str, default: int) -> int:
     return _EXCEPTION_STATUS.get(name.split(":", 1)[0].strip().lower(), default)
 
 
-def decode_converse(body: bytes, provider: str, model: str) -> Response:
+def decode_converse(body: bytes, provider: str, model: str, source: str = NAME) -> Response:
     """A ``Converse`` JSON answer as a canonical :class:`Response`."""
     try:
         data = msgspec.json.decode(body)
@@ -104,10 +104,10 @@ def decode_converse(body: bytes, provider: str, model: str) -> Response:
         elif "reasoningContent" in block:
             reasoning = block["reasoningContent"]
             if "redactedContent" in reasoning:
-                content.append(Thinking(redacted=reasoning["redactedContent"], source=NAME))
+                content.append(Thinking(redacted=reasoning["redactedContent"], source=source))
             else:
                 text = reasoning.get("reasoningText") or {}
-                content.append(Thinking(text.get("text", ""), signature=text.get("signature") or None, source=NAME))
+                content.append(Thinking(text.get("text", ""), signature=text.get("signature") or None, source=source))
     return Response(
         id=f"bedrock-{uuid.uuid4().hex}",
         model=model,
@@ -141,10 +141,12 @@ def upstream_error(provider: str, status: int, body: bytes, headers: Mapping[str
 class ConverseStreamDecoder:
     """AWS event-stream bytes (split anywhere) → canonical events."""
 
-    __slots__ = ("_blocks", "_buffer", "_done", "_finished", "_next_tool", "_provider")
+    __slots__ = ("_blocks", "_buffer", "_done", "_finished", "_next_tool", "_provider", "_source")
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, source: str = NAME) -> None:
         self._provider = provider
+        #: Who issued the reasoning signatures this stream carries (see providers.wire.replay).
+        self._source = source
         self._buffer = EventStreamBuffer()
         #: Bedrock contentBlockIndex → our tool index, for toolUse blocks.
         self._blocks: dict[int, int] = {}
@@ -221,11 +223,11 @@ class ConverseStreamDecoder:
         elif isinstance(delta.get("reasoningContent"), dict):
             reasoning = delta["reasoningContent"]
             if reasoning.get("text"):
-                out.append(ThinkingDelta(reasoning["text"], source=NAME))
+                out.append(ThinkingDelta(reasoning["text"], source=self._source))
             if reasoning.get("signature"):
-                out.append(ThinkingDelta(signature=reasoning["signature"], source=NAME))
+                out.append(ThinkingDelta(signature=reasoning["signature"], source=self._source))
             if reasoning.get("redactedContent"):
-                out.append(ThinkingDelta(redacted=reasoning["redactedContent"], source=NAME))
+                out.append(ThinkingDelta(redacted=reasoning["redactedContent"], source=self._source))
 
     def _error(self, name: str, payload: bytes) -> UpstreamError:
         try:

@@ -1,19 +1,28 @@
-"""Wire API ``google-generative-ai``: Gemini's ``generateContent``, also spoken by Vertex AI.
+"""Wire API ``google-generative-ai``: Gemini's ``generateContent``, also spoken by Vertex AI and by
+OpenCode Zen for its Gemini models.
 
 ``POST {base}/models/{model}:generateContent``, or ``:streamGenerateContent?alt=sse`` whose SSE events
 are each a whole ``GenerateContentResponse``. Authentication is not this module's business: the
 credential headers carry ``x-goog-api-key`` (or Vertex's bearer token). Vertex reuses everything here
 with its own resource path: ``GoogleGenerativeAI("google-vertex", model_path=..., key_hint=...)``.
+This module encodes requests and errors; the answer side (JSON and SSE) lives in :mod:`.google_stream`.
 
 Translation notes (the canonical model is in :mod:`providers.canonical`):
 
 * Gemini has no tool-call ids of its own on most models: a call gets the ``id`` Gemini sent, else
   ``call_{responseId}_{n}``; a result is matched back by function name (``ToolResult.name``, or the
   name of the call with that id earlier in the conversation). Only Gemini's own ids are sent back.
-* ``thoughtSignature`` is replayed byte for byte: on a function call it is ``ToolCall.signature``; on
-  a thought part it is ``Thinking.signature``; on a text part it becomes an empty :class:`Thinking`
-  (``source`` = this API's name) after the text, and is reattached to that text on replay.
-  Thinking from other providers, and thought summaries without a signature, are not sent back.
+* ``thoughtSignature`` is replayed byte for byte, only to the provider that issued it (:mod:`.replay`;
+  the Gemini API and Vertex are different signers): on a function call it is ``ToolCall.signature``
+  (``signature_source`` its issuer; a call whose issuer the client did not keep is replayed as it came);
+  on a thought part it is ``Thinking.signature``; on a text part it becomes an empty :class:`Thinking`
+  after the text, and is reattached to that text on replay. Thinking from other providers, and
+  thought summaries without a signature, are not sent back.
+* ``seed`` maps to ``generationConfig.seed``. ``presence_penalty`` and ``frequency_penalty`` map to
+  ``presencePenalty``/``frequencyPenalty`` on the models that take them (Gemini 1.x and 2.0; 2.5 and
+  later answer 400 "Penalty is not enabled for models/..."), and are dropped elsewhere, as a zero is.
+  ``service_tier`` and ``metadata`` have no equivalent and are dropped; ``n`` other than 1 is refused
+  by the surface.
 * Gemini 3 refuses a function call without a signature in history (e.g. a conversation begun on
   another provider); such a turn gets the documented ``skip_thought_signature_validator`` value.
 """
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -31,56 +41,34 @@ import msgspec
 from ..canonical import (
     Event,
     Finish,
-    FinishReason,
     Image,
     Message,
     Request,
     Response,
-    StreamError,
     Text,
-    TextDelta,
     Thinking,
-    ThinkingDelta,
     ToolCall,
-    ToolCallDelta,
-    ToolCallEnd,
-    ToolCallStart,
     ToolResult,
-    Usage,
     UsageEvent,
     collect,
 )
-from ..errors import InvalidRequest, SwitchboardError, UpstreamError, UpstreamUnreachable
-from ..sse import SSEParser
+from ..errors import InvalidRequest, SwitchboardError, UpstreamError
 from ..urlpath import path_segment
 from .base import UpstreamCall, WireTarget
 from .google_schema import convert_tool_choice, convert_tools, generation_config, model_family
+from .google_stream import GENERATED_ID, GeminiDecoder, decode_json
+from .replay import issuer
 
 __all__ = ["API", "GoogleGenerativeAI", "gemini_model_path", "model_url"]
 
-_GENERATED_ID = "call_"
 _SKIP_SIGNATURE = "skip_thought_signature_validator"
-_FILTERED = (
-    "SAFETY",
-    "RECITATION",
-    "PROHIBITED_CONTENT",
-    "BLOCKLIST",
-    "SPII",
-    "IMAGE_SAFETY",
-    "IMAGE_PROHIBITED_CONTENT",
-)
-_FINISH: dict[str, FinishReason] = {
-    "STOP": "stop",
-    "FINISH_REASON_UNSPECIFIED": "stop",
-    "MAX_TOKENS": "length",
-    **dict.fromkeys(_FILTERED, "content_filter"),
-}
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error"} | {
     404: "not_found_error",
     429: "rate_limit_error",
 }
 _RETRY_HEADERS = ("retry-after", "retry-after-ms")
 _COLLECTIONS = frozenset({"models", "tunedModels"})
+_TAKES_PENALTIES = re.compile(r"gemini-(?:1\.\d|2\.0)(?![\d.])")
 
 
 def gemini_model_path(target: WireTarget) -> str:
@@ -119,7 +107,7 @@ class GoogleGenerativeAI:
 
     def build_body(self, req: Request, target: WireTarget) -> dict[str, Any]:
         """The ``GenerateContentRequest`` JSON object (raises :class:`InvalidRequest`)."""
-        body: dict[str, Any] = {"contents": _convert_messages(req.messages, self.name, target)}
+        body: dict[str, Any] = {"contents": _convert_messages(req.messages, issuer(self.name, target), target)}
         system = [{"text": t.text} for t in req.system if t.text]
         if system:
             body["systemInstruction"] = {"parts": system}
@@ -129,13 +117,14 @@ class GoogleGenerativeAI:
             if choice is not None:
                 body["toolConfig"] = {"functionCallingConfig": choice}
         config = generation_config(req, target)
+        _add_sampling(config, req, target)
         if config:
             body["generationConfig"] = config
         return body
 
     def decode_response(self, body: bytes, target: WireTarget) -> Response:
-        data = _decode_json(body, target)
-        decoder = _Decoder(self, target)
+        data = decode_json(body, target)
+        decoder = self.stream_decoder(target)
         events: list[Event] = []
         for chunk in data if isinstance(data, list) else [data]:
             decoder.handle(chunk, events)
@@ -148,8 +137,8 @@ class GoogleGenerativeAI:
             resp.content.append(Text(""))
         return resp
 
-    def stream_decoder(self, target: WireTarget) -> _Decoder:
-        return _Decoder(self, target)
+    def stream_decoder(self, target: WireTarget) -> GeminiDecoder:
+        return GeminiDecoder(target, issuer(self.name, target), self.upstream_error)
 
     def error(self, target: WireTarget, status: int, body: bytes, headers: Mapping[str, str]) -> SwitchboardError:
         try:
@@ -192,6 +181,16 @@ API = GoogleGenerativeAI()
 
 
 # --- request ----------------------------------------------------------------------------------
+
+
+def _add_sampling(config: dict[str, Any], req: Request, target: WireTarget) -> None:
+    if req.seed is not None:
+        config["seed"] = req.seed
+    if not _TAKES_PENALTIES.search(target.model_id.lower()):
+        return
+    for key, value in (("presencePenalty", req.presence_penalty), ("frequencyPenalty", req.frequency_penalty)):
+        if value:
+            config[key] = value
 
 
 def _convert_messages(messages: list[Message], source: str, target: WireTarget) -> list[dict[str, Any]]:
@@ -239,7 +238,7 @@ def _convert_tool_result(block: ToolResult, names: dict[str, str], where: str) -
         )
     text = "\n".join(b.text for b in block.content if isinstance(b, Text))
     response: dict[str, Any] = {"name": name, "response": {"error" if block.is_error else "output": text}}
-    if not block.tool_call_id.startswith(_GENERATED_ID):
+    if not block.tool_call_id.startswith(GENERATED_ID):
         response["id"] = block.tool_call_id
     return {"functionResponse": response}
 
@@ -277,14 +276,14 @@ def _convert_assistant(msg: Message, source: str, needs_signature: bool) -> list
             else:
                 parts.append({"text": "", "thoughtSignature": block.signature})
         elif isinstance(block, ToolCall):
-            parts.append(_convert_tool_call(block))
+            parts.append(_convert_tool_call(block, block.signature_source in (None, source)))
     calls = [p for p in parts if "functionCall" in p]
     if needs_signature and calls and not any("thoughtSignature" in p for p in calls):
         calls[0]["thoughtSignature"] = _SKIP_SIGNATURE
     return parts
 
 
-def _convert_tool_call(call: ToolCall) -> dict[str, Any]:
+def _convert_tool_call(call: ToolCall, signed_here: bool) -> dict[str, Any]:
     try:
         args = msgspec.json.decode(call.arguments or "{}")
     except msgspec.DecodeError:
@@ -296,140 +295,9 @@ def _convert_tool_call(call: ToolCall) -> dict[str, Any]:
             param="messages",
         )
     fn: dict[str, Any] = {"name": call.name, "args": args}
-    if not call.id.startswith(_GENERATED_ID):
+    if not call.id.startswith(GENERATED_ID):
         fn["id"] = call.id
     part: dict[str, Any] = {"functionCall": fn}
-    if call.signature:
+    if call.signature and signed_here:
         part["thoughtSignature"] = call.signature
     return part
-
-
-# --- answers ----------------------------------------------------------------------------------
-
-
-def _decode_json(body: bytes, target: WireTarget) -> Any:
-    try:
-        return msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise UpstreamError(
-            f"{target.provider_name}: the answer is not valid JSON ({exc})", status=502, code="bad_upstream_response"
-        ) from exc
-
-
-class _Decoder:
-    """GenerateContentResponse chunks → canonical events; also the stream decoder (SSE bytes in)."""
-
-    def __init__(self, api: GoogleGenerativeAI, target: WireTarget) -> None:
-        self._api = api
-        self._target = target
-        self._parser = SSEParser()
-        self._calls = 0
-        self._said = False
-        self._failed = False
-        self._fallback_id = uuid.uuid4().hex[:12]
-        self.finished = False
-        self.usage: Usage | None = None
-        self.response_id = ""
-        self.model = target.model_id
-
-    def feed(self, chunk: bytes) -> list[Event]:
-        out: list[Event] = []
-        for ev in self._parser.feed(chunk):
-            self._event(ev.data, out)
-        return out
-
-    def close(self) -> list[Event]:
-        out: list[Event] = []
-        for ev in self._parser.close():
-            self._event(ev.data, out)
-        if self._failed:
-            return out
-        if not self.finished:
-            out.append(StreamError(UpstreamUnreachable(f"{self._target.provider_name}: stream ended early")))
-        elif self.usage is not None:
-            out.append(UsageEvent(self.usage))
-        return out
-
-    def _event(self, data: str, out: list[Event]) -> None:
-        if self._failed or not data.strip():
-            return
-        try:
-            self.handle(msgspec.json.decode(data), out)
-        except msgspec.DecodeError:
-            self._fail(UpstreamError(f"{self._target.provider_name}: unreadable stream event", status=502), out)
-
-    def _fail(self, error: SwitchboardError, out: list[Event]) -> None:
-        self._failed = True
-        out.append(StreamError(error))
-
-    def handle(self, chunk: Any, out: list[Event]) -> None:
-        """Translate one ``GenerateContentResponse`` (or an ``{"error": ...}`` object) into ``out``."""
-        if not isinstance(chunk, dict) or isinstance(chunk.get("error"), dict):
-            err = chunk.get("error") if isinstance(chunk, dict) else None
-            status = err.get("code") if isinstance(err, dict) else None
-            error = self._api.upstream_error(
-                self._target, status if isinstance(status, int) else 502, err or {"message": str(chunk)}, {}
-            )
-            self._fail(error, out)
-            return
-        self.response_id = chunk.get("responseId") or self.response_id
-        self.model = chunk.get("modelVersion") or self.model
-        if isinstance(chunk.get("usageMetadata"), dict):
-            self.usage = _convert_usage(chunk["usageMetadata"])
-        candidates = chunk.get("candidates") or []
-        if not candidates:
-            feedback = chunk.get("promptFeedback") or {}
-            if feedback.get("blockReason") and not self.finished:
-                why = f"{feedback['blockReason']}" + (f" ({m})" if (m := feedback.get("blockReasonMessage")) else "")
-                out += [TextDelta(f"The request was blocked by Gemini safety filters: {why}"), Finish("content_filter")]
-                self.finished = True
-            return
-        candidate = candidates[0]
-        for part in (candidate.get("content") or {}).get("parts") or ():
-            self._convert_part(part, out)
-        reason = candidate.get("finishReason")
-        if reason and not self.finished:
-            self._finish(str(reason), candidate.get("finishMessage"), out)
-
-    def _convert_part(self, part: dict[str, Any], out: list[Event]) -> None:
-        signature = part.get("thoughtSignature")
-        source = self._api.name
-        call = part.get("functionCall")
-        if isinstance(call, dict):
-            index, self._calls, self._said = self._calls, self._calls + 1, True
-            call_id = call.get("id") or f"{_GENERATED_ID}{self.response_id or self._fallback_id}_{index}"
-            args = msgspec.json.encode(call.get("args") or {}).decode()
-            name = str(call.get("name") or "")
-            out += [ToolCallStart(index, call_id, name, signature), ToolCallDelta(index, args), ToolCallEnd(index)]
-        elif part.get("thought") is True:
-            if part.get("text") or signature:
-                out.append(ThinkingDelta(part.get("text") or "", signature=signature, source=source))
-        else:
-            if part.get("text"):
-                self._said = True
-                out.append(TextDelta(part["text"]))
-            if signature:
-                out.append(ThinkingDelta("", signature=signature, source=source))
-
-    def _finish(self, reason: str, message: Any, out: list[Event]) -> None:
-        self.finished = True
-        mapped = _FINISH.get(reason, "error")
-        if mapped == "stop" and self._calls:
-            mapped = "tool_calls"
-        elif mapped == "content_filter" and not self._said:
-            out.append(TextDelta(f"The answer was blocked by Gemini safety filters: {reason}"))
-        elif mapped == "error":
-            detail = f": {message}" if message else ""
-            gap = "\n\n" if self._said else ""
-            out.append(TextDelta(f"{gap}[Gemini stopped: {reason}{detail}]"))
-        out.append(Finish(mapped))
-
-
-def _convert_usage(meta: dict[str, Any]) -> Usage:
-    thoughts = int(meta.get("thoughtsTokenCount") or 0)
-    return Usage(
-        input_tokens=int(meta.get("promptTokenCount") or 0),
-        output_tokens=int(meta.get("candidatesTokenCount") or 0) + thoughts,
-        cache_read_tokens=int(meta.get("cachedContentTokenCount") or 0),
-        reasoning_tokens=thoughts,
-    )

@@ -65,9 +65,9 @@ _BUDGETS = {  # reasoning effort → thinkingBudget (facts §7), most specific i
 }
 _EFFORTS = ("minimal", "low", "medium", "high")
 _GEMINI_MAJOR = re.compile(r"gemini-(\d+)(?:\.\d+)?-(pro|flash)")
-_EXTRA_GENERATION = {"top_k": "topK", "seed": "seed", "presence_penalty": "presencePenalty"} | {
-    "frequency_penalty": "frequencyPenalty"
-}
+#: Vendor extras a client may add with extra_body; seed and penalties are typed Request fields, mapped
+#: in google_generative_ai (penalties only where the model accepts them).
+_EXTRA_GENERATION = {"top_k": "topK"}
 _FORMATS = {"STRING": {"enum", "date-time"}, "NUMBER": {"float", "double"}, "INTEGER": {"int32", "int64"}}
 #: Limits on the cleaned schema: far above real tool schemas, far below what exhausts the recursion limit
 #: or memory when each ``$ref`` to a ``$defs`` entry that refers to others twice doubles the output.

@@ -9,11 +9,12 @@ Facts: ``reference/provider-facts.md`` §8 "OpenAI Codex". The body is an OpenAI
 * ``include: ["reasoning.encrypted_content"]``, ``text.verbosity`` (default ``"low"``),
   ``tool_choice: "auto"`` and ``parallel_tool_calls: true`` unless the client chose otherwise;
 * ``prompt_cache_key`` and the ``session-id`` / ``x-client-request-id`` headers when the client gave a session id;
-* no ``max_output_tokens`` (the backend answers 400 "Unsupported parameter: max_output_tokens").
+* no ``max_output_tokens`` (the backend answers 400 "Unsupported parameter: max_output_tokens") and no
+  ``metadata``; ``service_tier`` passes on.
 
-Reasoning is tagged with ``Thinking.source == "openai-codex-responses"``: encrypted content issued by the
-ChatGPT backend is only replayed to it. Headers (account id, originator, SSE) come from the ``codex``
-cloud adapter (:mod:`providers.cloud.codex`).
+Reasoning is tagged with its issuer (:func:`providers.wire.replay.issuer` over this API's name): encrypted
+content issued by the ChatGPT backend is only replayed to it. Headers (account id, originator, SSE) come
+from the ``codex`` cloud adapter (:mod:`providers.cloud.codex`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .openai_completions import upstream_error
 from .openai_responses import build_body
 from .openai_responses import decode_response as decode_response_object
 from .openai_responses_stream import ResponsesStreamDecoder
+from .replay import issuer
 
 __all__ = ["API", "SOURCE", "OpenAICodexResponses", "codex_url"]
 
@@ -40,8 +42,9 @@ log = logging.getLogger("switchboard")
 SOURCE = "openai-codex-responses"
 _INCLUDE = "reasoning.encrypted_content"
 _DEFAULT_VERBOSITY = "low"
-#: Fields the ChatGPT backend rejects with 400 "Unsupported parameter".
-_UNSUPPORTED = ("max_output_tokens",)
+#: Fields the ChatGPT backend rejects with 400 "Unsupported parameter", or does not document (``metadata``
+#: tags requests for an API dashboard a ChatGPT subscription does not have).
+_UNSUPPORTED = ("max_output_tokens", "metadata")
 
 
 class OpenAICodexResponses:
@@ -55,12 +58,12 @@ class OpenAICodexResponses:
         """The SSE answer of a (always streamed) request, assembled into one response."""
         if body.lstrip()[:1] == b"{":  # something between us and the backend buffered it into JSON
             return decode_response_object(body, target, SOURCE)
-        decoder = ResponsesStreamDecoder(target.provider_name, SOURCE)
+        decoder = ResponsesStreamDecoder(target.provider_name, issuer(SOURCE, target))
         events = decoder.feed(body) + decoder.close()
         return collect(events, id=_response_id(body), model=target.model_id)
 
     def stream_decoder(self, target: WireTarget) -> ResponsesStreamDecoder:
-        return ResponsesStreamDecoder(target.provider_name, SOURCE)
+        return ResponsesStreamDecoder(target.provider_name, issuer(SOURCE, target))
 
     def error(self, target: WireTarget, status: int, body: bytes, headers: Mapping[str, str]) -> SwitchboardError:
         err = upstream_error(target.provider_name, status, body, headers)

@@ -1,8 +1,12 @@
-"""Wire API ``openai-responses``: OpenAI's ``POST /responses`` (also reused by Azure and Codex).
+"""Wire API ``openai-responses``: OpenAI's ``POST /responses``.
+
+Spoken by OpenAI and Azure OpenAI, and for some of their models by xAI, GitHub Copilot, Cloudflare AI
+Gateway and OpenCode Zen; the ChatGPT Codex backend reuses it (:mod:`.openai_codex_responses`).
 
 Requests are stateless: ``store`` is always false, so earlier turns travel in ``input`` every time, and
 reasoning is replayed from the ``encrypted_content`` the API returned (asked for with
-``include: ["reasoning.encrypted_content"]``); reasoning without it cannot be replayed and is left out.
+``include: ["reasoning.encrypted_content"]``), only to the provider that issued it (:mod:`.replay`:
+OpenAI's, Azure's, xAI's and Copilot's are each their own); other reasoning is left out.
 
 Mapping of a canonical :class:`Request`:
 
@@ -13,9 +17,11 @@ Mapping of a canonical :class:`Request`:
   ``function_call_output`` items;
 * ``reasoning_effort`` → ``reasoning: {effort, summary: "auto"}`` for reasoning (or unknown) models;
   ``temperature``/``top_p`` are left out for reasoning models, which reject them unless effort is none;
-* ``stop`` cannot be honoured (the API has no stop sequences): 400.
+* ``stop`` cannot be honoured (the API has no stop sequences): 400; ``n`` other than 1 is refused by
+  the surface; ``service_tier`` and ``metadata`` pass on; ``seed`` and the penalties have no
+  equivalent and are dropped (logged).
 
-:func:`build_body` returns the body as a dict so Azure and Codex can edit it before encoding.
+:func:`build_body` returns the body as a dict so the Codex module can edit it before encoding.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from ..registry import Model
 from .base import UpstreamCall, WireTarget
 from .openai_completions import upstream_error
 from .openai_responses_stream import SOURCE, ResponsesStreamDecoder, finish_reason, usage_from
+from .replay import issuer
 
 __all__ = ["API", "SOURCE", "OpenAIResponses", "build_body", "decode_response", "responses_url"]
 
@@ -44,9 +51,9 @@ _MAX_CACHE_KEY = 64
 _MAX_SAFETY_ID = 128
 _IMAGE_DETAILS = frozenset({"low", "high", "auto", "original"})
 #: Client fields the Responses API takes under the same name.
-_PASSTHROUGH = ("service_tier", "metadata", "prompt_cache_retention", "safety_identifier", "truncation")
+_PASSTHROUGH = ("prompt_cache_retention", "safety_identifier", "truncation")
 #: Client fields with no Responses equivalent whose absence changes only sampling details, not the answer's shape.
-_DROPPABLE = ("seed", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs")
+_DROPPABLE = ("logit_bias", "logprobs", "top_logprobs")
 
 
 class OpenAIResponses:
@@ -60,7 +67,7 @@ class OpenAIResponses:
         return decode_response(body, target)
 
     def stream_decoder(self, target: WireTarget) -> ResponsesStreamDecoder:
-        return ResponsesStreamDecoder(target.provider_name)
+        return ResponsesStreamDecoder(target.provider_name, issuer(SOURCE, target))
 
     def error(self, target: WireTarget, status: int, body: bytes, headers: Mapping[str, str]) -> SwitchboardError:
         return upstream_error(target.provider_name, status, body, headers)
@@ -73,11 +80,11 @@ def responses_url(base_url: str) -> str:
     return base_url.rstrip("/") + "/responses"
 
 
-def build_body(req: Request, target: WireTarget, source: str = SOURCE) -> dict[str, Any]:
+def build_body(req: Request, target: WireTarget, api: str = SOURCE) -> dict[str, Any]:
     """The ``/responses`` request body; raises :class:`InvalidRequest` for what the API cannot honour.
 
-    Only reasoning whose ``Thinking.source`` is ``source`` is replayed (encrypted content is bound to the
-    service that issued it); Azure and Codex pass their own API name.
+    Only reasoning issued by ``target`` over ``api`` is replayed (encrypted content is bound to the
+    service that issued it); Codex passes its own API name.
     """
     if req.stop:
         raise InvalidRequest(
@@ -89,7 +96,7 @@ def build_body(req: Request, target: WireTarget, source: str = SOURCE) -> dict[s
     instructions = "\n\n".join(t.text for t in req.system if t.text)
     if instructions:
         body["instructions"] = instructions
-    body["input"] = _convert_messages(req.messages, target, source)
+    body["input"] = _convert_messages(req.messages, target, issuer(api, target))
     if req.tools:
         body["tools"] = [_convert_tool(t) for t in req.tools]
     if req.tool_choice is not None:
@@ -108,11 +115,15 @@ def build_body(req: Request, target: WireTarget, source: str = SOURCE) -> dict[s
         body["prompt_cache_key"] = req.session_id[:_MAX_CACHE_KEY]
     if req.user:
         body["safety_identifier"] = _safety_identifier(req.user)
-    _add_extra(body, req.extra, target)
+    if req.service_tier is not None:
+        body["service_tier"] = req.service_tier
+    if req.metadata:
+        body["metadata"] = dict(req.metadata)
+    _add_extra(body, req, target)
     return body
 
 
-def decode_response(body: bytes, target: WireTarget, source: str = SOURCE) -> Response:
+def decode_response(body: bytes, target: WireTarget, api: str = SOURCE) -> Response:
     """A Response object (``"object": "response"``) as a canonical :class:`Response`."""
     try:
         data = msgspec.json.decode(body)
@@ -122,6 +133,7 @@ def decode_response(body: bytes, target: WireTarget, source: str = SOURCE) -> Re
         raise UpstreamError(f"{target.provider_name}: the answer is not a Response object", status=502)
     resp = Response(id=str(data.get("id") or ""), model=str(data.get("model") or target.model_id))
     refused = False
+    source = issuer(api, target)
     for item in data.get("output") or ():
         refused = _decode_item(item, resp, source) or refused
     has_calls = any(isinstance(b, ToolCall) for b in resp.content)
@@ -298,23 +310,19 @@ def _add_sampling(body: dict[str, Any], req: Request, model: Model | None, effor
         body["top_p"] = req.top_p
 
 
-def _add_extra(body: dict[str, Any], extra: dict[str, Any], target: WireTarget) -> None:
+def _add_extra(body: dict[str, Any], req: Request, target: WireTarget) -> None:
+    extra = req.extra
+    sampling = {"seed": req.seed, "presence_penalty": req.presence_penalty, "frequency_penalty": req.frequency_penalty}
+    dropped = [k for k, v in sampling.items() if v is not None] + [k for k in _DROPPABLE if extra.get(k) is not None]
+    if dropped:
+        log.warning("%s: dropped %s (not supported by the Responses API)", target.provider_name, ", ".join(dropped))
     if not extra:
         return
-    n = extra.get("n")
-    if n is not None and n != 1:
-        raise InvalidRequest(
-            f"'n' must be 1: the OpenAI Responses API that {target.provider_name} uses returns one answer",
-            param="n",
-        )
     for key in _PASSTHROUGH:
         if extra.get(key) is not None:
             body[key] = extra[key]
     if extra.get("verbosity") is not None:
         body.setdefault("text", {})["verbosity"] = extra["verbosity"]
-    dropped = [k for k in _DROPPABLE if extra.get(k) is not None]
-    if dropped:
-        log.warning("%s: dropped %s (not supported by the Responses API)", target.provider_name, ", ".join(dropped))
 
 
 def _safety_identifier(user: str) -> str:

@@ -3,12 +3,14 @@
 The body is first typed by :func:`~proxy.surfaces.openai_chat_types.validate` (a wrong type anywhere is a
 400 naming its path), so the converters below meet only declared types. Raises :class:`InvalidRequest`
 naming the parameter and the provider for what the target cannot honour (``n > 1``, ``logprobs``, audio output,
-audio or file parts) and for image URLs it cannot send. Sampling knobs with no equivalent
-upstream (``seed``, penalties, ``logit_bias``) are dropped: they tune, not change, the answer's meaning.
+audio or file parts) and for image URLs it cannot send. ``seed``, the penalties, ``service_tier`` and
+``metadata`` travel in the canonical request; each wire module maps them or drops them (its docstring
+says which). ``logit_bias``, ``store`` and ``prediction`` are dropped: they tune, not change, the answer.
 
 Thinking from earlier turns comes back on assistant messages as ``reasoning_content`` (text only) or
-``thinking_blocks`` (with the provider's signature or opaque data, exactly as Switchboard returned them);
-Gemini thought signatures come back as ``thought_signature`` on a tool call.
+``thinking_blocks`` (with the provider's signature or opaque data and the ``provider`` tag that issued
+it, exactly as Switchboard returned them); Gemini thought signatures come back as ``thought_signature``
+(with ``thought_signature_provider``) on a tool call. The tags decide where a signature may be replayed.
 """
 
 from __future__ import annotations
@@ -51,21 +53,7 @@ from .openai_chat_types import (
 
 __all__ = ["decode_request"]
 
-_DROPPED = frozenset(
-    {
-        "seed",
-        "presence_penalty",
-        "frequency_penalty",
-        "logit_bias",
-        "store",
-        "metadata",
-        "service_tier",
-        "modalities",
-        "prediction",
-        "stream_options",
-        "n",
-    }
-)
+_DROPPED = frozenset({"logit_bias", "store", "modalities", "prediction", "stream_options"})
 _KNOWN = frozenset(
     {
         "model",
@@ -89,6 +77,12 @@ _KNOWN = frozenset(
         "audio",
         "functions",
         "function_call",
+        "n",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "service_tier",
+        "metadata",
     }
 )
 
@@ -112,6 +106,9 @@ def decode_request(body: dict[str, Any], upstream_model: str, provider_name: str
         max_tokens=req.max_completion_tokens or req.max_tokens,
         temperature=req.temperature,
         top_p=req.top_p,
+        seed=req.seed,
+        presence_penalty=req.presence_penalty,
+        frequency_penalty=req.frequency_penalty,
         stop=[req.stop] if isinstance(req.stop, str) else list(req.stop or ()),
         reasoning_effort=req.reasoning_effort,
         thinking_budget=req.thinking.budget_tokens if req.thinking is not None else None,
@@ -121,6 +118,8 @@ def decode_request(body: dict[str, Any], upstream_model: str, provider_name: str
         include_usage=bool(req.stream_options is not None and req.stream_options.include_usage),
         session_id=req.prompt_cache_key,
         user=req.user,
+        service_tier=req.service_tier,
+        metadata=req.metadata,
         extra={k: v for k, v in body.items() if k not in _KNOWN and k not in _DROPPED},
     )
 
@@ -206,7 +205,9 @@ def _convert_assistant(msg: AssistantMessage, i: int, tool_names: dict[str, str]
     for tc in msg.tool_calls or ():
         tool_names[tc.id] = tc.function.name
         args = tc.function.arguments
-        blocks.append(ToolCall(tc.id, tc.function.name, args or "{}", tc.thought_signature))
+        blocks.append(
+            ToolCall(tc.id, tc.function.name, args or "{}", tc.thought_signature, tc.thought_signature_provider)
+        )
     return blocks
 
 

@@ -14,7 +14,7 @@ Two levels, so the passthrough stays cheap:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -98,8 +98,9 @@ class ToolCallIn(_Base):
     id: str
     function: FunctionCall
     type: str = "function"
-    #: Gemini thought signature Switchboard returned on this call.
+    #: Gemini thought signature Switchboard returned on this call, and who issued it.
     thought_signature: str | None = None
+    thought_signature_provider: str | None = None
 
 
 class ThinkingBlockIn(_Base):
@@ -108,6 +109,7 @@ class ThinkingBlockIn(_Base):
     text: str | None = None
     signature: str | None = None
     data: str | None = None
+    #: Who issued ``signature``/``data`` (Switchboard's tag); signatures are replayed only there.
     provider: str | None = None
     id: str | None = None
 
@@ -201,6 +203,14 @@ class ThinkingParam(_Base):
     budget_tokens: int | None = None
 
 
+# OpenAI's documented ranges, so a bad value is a 400 naming it here rather than a provider's vaguer one.
+_Penalty = Annotated[float, msgspec.Meta(ge=-2.0, le=2.0)]
+_Metadata = Annotated[
+    dict[Annotated[str, msgspec.Meta(max_length=64)], Annotated[str, msgspec.Meta(max_length=512)]],
+    msgspec.Meta(max_length=16),
+]
+
+
 class ChatRequest(_Base):
     model: str
     messages: list[ChatMessage]
@@ -219,7 +229,7 @@ class ChatRequest(_Base):
     stream_options: StreamOptions | None = None
     user: str | None = None
     prompt_cache_key: str | None = None
-    n: int | None = None
+    n: Annotated[int, msgspec.Meta(ge=1)] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
     audio: dict[str, Any] | None = None
@@ -227,11 +237,11 @@ class ChatRequest(_Base):
     functions: list[Any] | None = None
     function_call: str | dict[str, Any] | None = None
     seed: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
+    presence_penalty: _Penalty | None = None
+    frequency_penalty: _Penalty | None = None
     logit_bias: dict[str, float] | None = None
     store: bool | None = None
-    metadata: dict[str, str] | None = None
+    metadata: _Metadata | None = None
     service_tier: str | None = None
     prediction: dict[str, Any] | None = None
     # Not OpenAI's, but read by wire modules from ``Request.extra``: typed so they arrive clean.
@@ -257,6 +267,7 @@ _EXPECTED = {
     "tool_choice": "'auto', 'none', 'required' or {'type': 'function', 'function': {'name': ...}}",
     "response_format": "{'type': 'text' | 'json_object' | 'json_schema', ...}",
     "stop": "a string or an array of strings",
+    "metadata": "an object of at most 16 string values (keys up to 64 characters, values up to 512)",
 }
 
 
@@ -308,10 +319,11 @@ def validate(body: dict[str, Any]) -> ChatRequest:
 
 def _invalid(detail: str) -> InvalidRequest:
     # msgspec says "Expected `float`, got `str` - at `$.temperature`"; the client wants the parameter's name.
-    what, sep, where = detail.rpartition(" - at `$")
+    # A bad object key is "... - at `key` in `$.metadata`"; a value under any key is "$.metadata[...]".
+    what, sep, where = detail.replace(" - at `key` in `$", " in a key - at `$").rpartition(" - at `$")
     if not sep:
         return InvalidRequest(f"invalid request: {detail}")
-    param = where.rstrip("`").lstrip(".")
+    param = where.rstrip("`").lstrip(".").removesuffix("[...]")
     what = what[:1].lower() + what[1:]
     parts = [p.split("[", 1)[0] for p in param.split(".")]
     key = next((k for k in (".".join(parts[-2:]), parts[-1]) if k in _EXPECTED), None)
