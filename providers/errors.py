@@ -9,7 +9,8 @@ one boundary each (the transport, the config loaders) with ``raise ... from exc`
     ├── InvalidRequest                      400 invalid_request_error   malformed JSON, missing fields
     ├── NotFound                            404 invalid_request_error   unknown provider / model (with close matches)
     ├── MissingCredentials                  401 authentication_error    says which env var or command fixes it
-    ├── NotImplementedYet                   501 not_implemented         provider registered, wire API not built
+    ├── NotImplementedYet                   501 not_implemented         a declared wire API with no module (e.g.
+    │                                                                   azure-openai-responses without its adapter)
     ├── ConfigError                         500 config_error            a config file is invalid (file + key path)
     ├── UpstreamError                       upstream status             the provider answered 4xx/5xx
     ├── UpstreamTimeout                     504 timeout                 no answer within the read timeout

@@ -19,7 +19,6 @@ import msgspec
 __all__ = [
     "API_NAMES",
     "DEFAULT_COMPAT",
-    "IMPLEMENTED_APIS",
     "Compat",
     "Cost",
     "CostTier",
@@ -43,18 +42,6 @@ API_NAMES = (
     "bedrock-converse-stream",
     "azure-openai-responses",
     "openai-codex-responses",
-)
-#: Wire APIs this build can speak; the rest answer 501 with the issue that brings them.
-IMPLEMENTED_APIS = frozenset(
-    {
-        "openai-completions",
-        "anthropic-messages",
-        "google-generative-ai",
-        "google-vertex",
-        "openai-responses",
-        "bedrock-converse-stream",
-        "openai-codex-responses",
-    }
 )
 
 AuthStyle = Literal["bearer", "x-api-key", "x-goog-api-key", "api-key", "none"]
@@ -172,14 +159,8 @@ class Provider:
     #: models.json ``apiKey`` (unresolved key value) and ``authHeader``.
     config_api_key: str | None = None
     auth_header: bool = False
-    #: Why this provider cannot serve yet (which piece of work brings it); empty when it can.
-    pending: str = ""
     #: The cloud adapter (``providers/cloud/``) that signs, authorizes or routes its requests.
     adapter: str = ""
-
-    @property
-    def implemented(self) -> bool:
-        return not self.pending and self.api in IMPLEMENTED_APIS
 
     def model(self, model_id: str) -> Model | None:
         for m in self.models:
@@ -203,7 +184,6 @@ class _ProviderRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rena
     compat: Compat | None = None
     discovery: bool = False
     login_hint: str = ""
-    pending: str = ""
     adapter: str = ""
 
 
@@ -266,7 +246,6 @@ def load_builtin_providers() -> tuple[Provider, ...]:
             compat=DEFAULT_COMPAT.merged(r.compat),
             discovery=r.discovery,
             login_hint=r.login_hint,
-            pending=r.pending,
             adapter=r.adapter,
             models=load_builtin_models(r.id),
         )

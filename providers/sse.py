@@ -96,7 +96,9 @@ class SSEParser:
         if self._cr_pending and chunk.startswith(b"\n"):
             chunk = chunk[1:]  # the LF of a CRLF split across chunks
         self._cr_pending = False
-        buf = self._buf + chunk
+        buf = self._buf + chunk if self._buf else chunk
+        if b"\r" not in buf and not self._data and not self._event and self._id is None and self._retry is None:
+            return self._feed_blocks(buf)
         lines = buf.splitlines(keepends=True)
         self._buf = b""
         if lines and not lines[-1].endswith((b"\n", b"\r")):
@@ -110,12 +112,29 @@ class SSEParser:
                 out.append(ev)
         return out
 
+    def _feed_blocks(self, buf: bytes) -> list[Event]:
+        # The usual stream (LF only, no event half-parsed): cut whole blocks at their blank line and read
+        # each in one go; the rest stays raw in _buf, from the start of its block, for either path.
+        end = buf.rfind(b"\n\n")
+        if end < 0:
+            self._buf = buf
+            return []
+        self._buf = buf[end + 2 :]
+        out: list[Event] = []
+        for block in buf[:end].split(b"\n\n"):
+            if block:
+                ev = _read_block(block)
+                if ev is not None:
+                    out.append(ev)
+        return out
+
     def close(self) -> list[Event]:
         """Dispatch what an unterminated final event holds (the spec drops it; providers rely on it)."""
         out: list[Event] = []
-        if self._buf:
-            ev = self._line(self._buf.decode("utf-8", "replace"))
-            self._buf = b""
+        rest, self._buf = self._buf, b""
+        # Complete lines too when the block path held the event back whole.
+        for raw in rest.splitlines():
+            ev = self._line(raw.decode("utf-8", "replace"))
             if ev is not None:
                 out.append(ev)
         if self._data:
@@ -149,6 +168,41 @@ class SSEParser:
         ev = Event(self._event or "message", "\n".join(self._data), self._id, self._retry)
         self._reset()
         return ev
+
+
+def _read_block(block: bytes) -> Event | None:
+    """One event's lines (LF-separated, no blank line between them), by the rules of :meth:`SSEParser._line`."""
+    nl = block.find(b"\n")
+    if (
+        nl > 0
+        and block.startswith(b"event: ")
+        and block.startswith(b"data: ", nl + 1)
+        and block.find(b"\n", nl + 1) < 0
+    ):
+        # What almost every provider sends: one event line, one data line.
+        return Event(block[7:nl].decode("utf-8", "replace") or "message", block[nl + 7 :].decode("utf-8", "replace"))
+    event = ""
+    data: list[bytes] = []
+    id_: str | None = None
+    retry: int | None = None
+    for line in block.split(b"\n"):
+        if not line or line[0] == 0x3A:  # a blank line at the block's edge, or a ":" comment
+            continue
+        name, sep, value = line.partition(b":")
+        if sep and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            data.append(value)
+        elif name == b"event":
+            event = value.decode("utf-8", "replace")
+        elif name == b"id" and b"\0" not in value:
+            id_ = value.decode("utf-8", "replace")
+        elif name == b"retry" and value.isdigit():
+            retry = int(value)
+    if not data:
+        return None
+    joined = data[0] if len(data) == 1 else b"\n".join(data)
+    return Event(event or "message", joined.decode("utf-8", "replace"), id_, retry)
 
 
 def encode_event(data: bytes | str, event: str | None = None) -> bytes:

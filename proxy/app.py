@@ -7,6 +7,7 @@ is answered with the OpenAI error envelope.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -81,6 +82,19 @@ def _error_response(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return Response(envelope, status_code=err.status, headers=err.headers or None)
 
 
+def _settle_heap() -> None:
+    """Move what start-up built (catalog, registry, imported modules) out of the collector's reach.
+
+    Those objects live as long as the process; without this, each full collection walks them all (~50k
+    objects, 40-60 ms), which was the whole of the passthrough's p99 at one connection. Cycles made by
+    requests are still collected, and a reload's replaced registry is freed by refcount. The thresholds
+    stay CPython's: a larger young generation (tried: 50,000) makes fewer but longer pauses, and the
+    p99 is the longest pause a request meets.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(paths: Paths, config: ServerConfig, cli_keys: Mapping[str, str] | None = None) -> Litestar:
     runtime = Runtime(paths, config, cli_keys)
 
@@ -88,6 +102,7 @@ def create_app(paths: Paths, config: ServerConfig, cli_keys: Mapping[str, str] |
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.runtime = runtime
         await runtime.start()
+        _settle_heap()
         try:
             yield
         finally:

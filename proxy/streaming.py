@@ -1,4 +1,4 @@
-"""How a streamed answer goes out and how it ends, for both stream loops (passthrough and translated).
+"""How a streamed answer goes out and how it ends, for both branches of :mod:`proxy.pipeline`.
 
 The stream contract: once ``http.response.start`` is sent, the stream always ends with ``data: [DONE]``.
 An upstream failure, an upstream stream cut short, an upstream that stops sending complete events for
@@ -7,8 +7,8 @@ followed by ``[DONE]``; a half-received event is never forwarded. Only a client 
 stream without a last word (nobody is listening). Every forwarded byte goes through the credential's
 mask, so a provider echoing the key in an error event does not hand it to the client.
 
-The two loops differ only in what they make of a chunk (``step``), of the end (``finish``) and of an
-error (``fail``); :func:`relay` is the one loop.
+The passthrough and translated legs differ only in what they make of a chunk (``step``), of the end
+(``finish``) and of an error (``fail``); :func:`relay` is the one loop.
 """
 
 from __future__ import annotations

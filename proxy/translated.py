@@ -1,121 +1,121 @@
-"""The translated path: OpenAI chat in, another wire API upstream, through the canonical model.
+"""The translated branch of the pipeline: a wire module upstream, the surface's encoders toward the client.
 
-Contract as for the passthrough (see :mod:`proxy.chat`): raises :class:`SwitchboardError` before the
-first byte is sent; after it, failures become a final error event and ``[DONE]`` (:mod:`proxy.streaming`).
-A stream that ends without the wire API's terminal event gets the decoder's own error event.
+:class:`TranslatedLeg` is the :class:`proxy.pipeline.Leg` for a Target whose API is not the surface's
+own: the canonical request is built by the wire module, the answer (or stream) is decoded by it and
+encoded by the surface. A stream that ends without the wire API's terminal event gets the decoder's own
+error event. Errors are raised unmasked: the pipeline masks them at one place.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import msgspec
 
-from providers.canonical import Request
+from providers.canonical import Event, Request, Response, Usage
 from providers.credentials import ResolvedAuth
-from providers.errors import UpstreamUnreachable
-from providers.transport import UpstreamResponse, aclose_quietly
-from providers.wire.base import WireAPI, WireTarget
+from providers.errors import SwitchboardError, UpstreamUnreachable
+from providers.request_facts import facts_from_request
+from providers.wire.base import StreamDecoder, UpstreamCall, WireAPI, WireTarget
 
-from .asgi import Scope, Send, send_json
 from .router import Target
-from .runtime import Runtime
-from .streaming import Deadline, Reply, relay
-from .surfaces.openai_chat_in import decode_request
-from .surfaces.openai_chat_out import ChunkEncoder, encode_response
-from .upstream_call import error_hint, final_call, wire_target
+from .upstream_call import wire_target
 
-__all__ = ["serve_translated"]
-
-log = logging.getLogger("switchboard")
+__all__ = ["StreamEncoder", "TranslatedLeg"]
 
 _JSON = [(b"content-type", b"application/json")]
 
 
-async def serve_translated(
-    rt: Runtime,
-    wire: WireAPI,
-    target: Target,
-    auth: ResolvedAuth,
-    body: dict[str, Any],
-    scope: Scope,
-    send: Send,
-    reply: Reply,
-) -> None:
-    """Raises :class:`SwitchboardError` with messages not yet masked: the caller masks them at one place."""
-    provider = target.provider
-    creq = decode_request(body, target.upstream_model, provider.name)
-    t = rt.client.timeouts
-    async with Deadline(provider.name, *t.budget(creq.stream)):
-        resp, wt = await _send(rt, wire, target, auth, creq, scope)
-        if creq.stream:
-            data = b""
-        else:
-            try:
-                data = await resp.read()
-            finally:
-                await aclose_quietly(resp)
-    if creq.stream:
-        reply.started = True
-        await _stream(wire, wt, resp, send, auth, target, creq.include_usage, reply, t.read)
-        return
-    try:
-        answer = wire.decode_response(data, wt)
-    except msgspec.DecodeError as exc:
-        raise UpstreamUnreachable(
-            f"{provider.name} answered with a body that is not valid JSON ({exc}); "
-            "the answer was cut short or the baseUrl points at something else: retry, or check the baseUrl"
-        ) from exc
-    reply.started = True
-    await send_json(send, 200, msgspec.json.encode(encode_response(answer, target.upstream_model)), _JSON)
+class StreamEncoder(Protocol):
+    """Canonical events → the client's stream bytes, one instance per response (a surface's encode)."""
+
+    def encode(self, events: list[Event]) -> bytes: ...
+
+    def finish(self, events: list[Event]) -> bytes:
+        """The last bytes: pending events and the surface's end of stream."""
+        ...
+
+    def error(self, exc: Exception) -> bytes:
+        """The final error event and end of stream (b"" when the stream already ended)."""
+        ...
+
+    def usage(self) -> Usage | None: ...
 
 
-async def _send(
-    rt: Runtime, wire: WireAPI, target: Target, auth: ResolvedAuth, creq: Request, scope: Scope
-) -> tuple[UpstreamResponse, WireTarget]:
-    provider = target.provider
-    for attempt in (1, 2):
-        wt = wire_target(target, auth)
-        call = await final_call(target, auth, wire.build(creq, wt), scope)
-        resp = await rt.client.send("POST", call.url, call.headers, call.body, provider=provider.name)
-        if resp.status < 400:
-            return resp, wt
-        try:
-            err_body = await resp.read()
-        finally:
-            await aclose_quietly(resp)
-        if resp.status == 401 and attempt == 1 and rt.credentials.after_unauthorized(provider.id):
-            auth = await rt.credentials.resolve(provider, target.model)
-            continue
-        err = wire.error(wt, resp.status, err_body, resp.headers)
-        err.message = error_hint(target, resp.status, auth.scrub(err.message))
-        log.warning("upstream %s answered %s for %s", provider.id, resp.status, target.public_id)
-        raise err
-    raise AssertionError("unreachable")
-
-
-async def _stream(
-    wire: WireAPI,
-    wt: WireTarget,
-    resp: UpstreamResponse,
-    send: Send,
-    auth: ResolvedAuth,
-    target: Target,
-    include_usage: bool,
-    reply: Reply,
-    read: float,
-) -> None:
-    decoder = wire.stream_decoder(wt)
-    encoder = ChunkEncoder(target.upstream_model, include_usage)
-    await relay(
-        send,
-        resp,
-        auth,
-        lambda chunk: encoder.encode(decoder.feed(chunk)),
-        lambda: encoder.finish(decoder.close()),
-        encoder.error,
-        provider=target.provider.name,
-        read_timeout=read,
-        client_gone=reply.client_gone,
+class TranslatedLeg:
+    __slots__ = (
+        "_creq",
+        "_decoder",
+        "_encoder",
+        "_encoder_for",
+        "_respond",
+        "_target",
+        "_usage",
+        "_wire",
+        "_wt",
+        "facts",
+        "stream",
     )
+
+    def __init__(
+        self,
+        wire: WireAPI,
+        target: Target,
+        creq: Request,
+        respond: Callable[[Response, str], bytes],
+        encoder_for: Callable[[str, bool], StreamEncoder],
+    ) -> None:
+        self._wire = wire
+        self._target = target
+        self._creq = creq
+        self._respond = respond
+        self._encoder_for = encoder_for
+        self._wt: WireTarget | None = None
+        self._decoder: StreamDecoder | None = None
+        self._encoder: StreamEncoder | None = None
+        self._usage: Usage | None = None
+        #: For a cloud adapter, read once from the canonical request (adapters never decode bodies).
+        self.facts = facts_from_request(creq) if target.provider.adapter else None
+        self.stream = creq.stream
+
+    def call(self, auth: ResolvedAuth) -> UpstreamCall:
+        # Per attempt: a re-resolved credential may carry another base URL or headers.
+        self._wt = wire_target(self._target, auth)
+        return self._wire.build(self._creq, self._wt)
+
+    def _sent_to(self) -> WireTarget:
+        assert self._wt is not None, "call() precedes every answer"
+        return self._wt
+
+    def error(self, status: int, body: bytes, headers: Mapping[str, str]) -> SwitchboardError:
+        return self._wire.error(self._sent_to(), status, body, headers)
+
+    def answer(
+        self, status: int, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        try:
+            answer = self._wire.decode_response(body, self._sent_to())
+        except msgspec.DecodeError as exc:
+            name = self._target.provider.name
+            raise UpstreamUnreachable(
+                f"{name} answered with a body that is not valid JSON ({exc}); "
+                "the answer was cut short or the baseUrl points at something else: retry, or check the baseUrl"
+            ) from exc
+        self._usage = answer.usage
+        return 200, self._respond(answer, self._target.upstream_model), _JSON
+
+    def stream_steps(
+        self,
+    ) -> tuple[Callable[[bytes], bytes], Callable[[], bytes], Callable[[Exception], bytes]]:
+        decoder = self._decoder = self._wire.stream_decoder(self._sent_to())
+        encoder = self._encoder = self._encoder_for(self._target.upstream_model, self._creq.include_usage)
+        feed, encode = decoder.feed, encoder.encode
+        return (
+            lambda chunk: encode(feed(chunk)),
+            lambda: encoder.finish(decoder.close()),
+            encoder.error,
+        )
+
+    def usage(self) -> Usage | None:
+        return self._encoder.usage() if self._encoder is not None else self._usage

@@ -14,7 +14,8 @@ import pytest
 
 from providers.errors import ConfigError
 from providers.models_json import apply_models_json, load_models_json
-from providers.registry import API_NAMES, IMPLEMENTED_APIS, Registry, load_builtin_providers
+from providers.registry import API_NAMES, Registry, load_builtin_providers
+from providers.wire import translating_wire
 from tests.conftest import models_json, write_json
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import free_port
@@ -22,7 +23,7 @@ from tests.fakes.server import free_port
 HELLO = [{"role": "user", "content": "hello"}]
 # A wire API this build cannot speak yet: a model naming it must answer 501 even under a provider that
 # speaks openai-completions (the model's api wins).
-UNIMPLEMENTED_API = next((a for a in API_NAMES if a not in IMPLEMENTED_APIS), None)
+UNIMPLEMENTED_API = next((a for a in API_NAMES if a != "openai-completions" and translating_wire(a) is None), None)
 GROQ_CATALOG = {m.id for m in Registry(load_builtin_providers()).get("groq").models}  # type: ignore[union-attr]
 
 

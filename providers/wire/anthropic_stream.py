@@ -71,8 +71,9 @@ _ERROR_STATUS = {
 }
 
 
-def decode_message(body: bytes, provider: str) -> Response:
-    """A non-streamed Anthropic ``message`` object as a canonical :class:`Response`."""
+def decode_message(body: bytes, provider: str, source: str = NAME) -> Response:
+    """A non-streamed Anthropic ``message`` object as a canonical :class:`Response`; its thinking is tagged
+    as issued by ``source`` (see :mod:`providers.wire.replay`)."""
     try:
         msg = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
@@ -85,9 +86,9 @@ def decode_message(body: bytes, provider: str) -> Response:
         if kind == "text":
             content.append(Text(block.get("text", "")))
         elif kind == "thinking":
-            content.append(Thinking(block.get("thinking", ""), signature=block.get("signature") or None, source=NAME))
+            content.append(Thinking(block.get("thinking", ""), signature=block.get("signature") or None, source=source))
         elif kind == "redacted_thinking":
-            content.append(Thinking(redacted=block.get("data"), source=NAME))
+            content.append(Thinking(redacted=block.get("data"), source=source))
         elif kind == "tool_use":
             arguments = msgspec.json.encode(block.get("input") or {}).decode()
             content.append(ToolCall(block.get("id", ""), block.get("name", ""), arguments))
@@ -113,10 +114,12 @@ def upstream_error(provider: str, status: int, body: bytes, headers: Mapping[str
 class MessageStreamDecoder:
     """Anthropic SSE bytes (split anywhere) → canonical events."""
 
-    __slots__ = ("_blocks", "_done", "_finish", "_next_tool", "_parser", "_provider", "_usage")
+    __slots__ = ("_blocks", "_done", "_finish", "_next_tool", "_parser", "_provider", "_source", "_usage")
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, source: str = NAME) -> None:
         self._provider = provider
+        #: Who issued the thinking signatures this stream carries (see providers.wire.replay).
+        self._source = source
         self._parser = SSEParser()
         #: Anthropic block index → our tool index (tool_use blocks) or -1 (other blocks).
         self._blocks: dict[int, int] = {}
@@ -145,6 +148,8 @@ class MessageStreamDecoder:
         return out
 
     def _handle(self, name: str, data: str, out: list[Event]) -> None:
+        if name == "content_block_delta" and self._on_typed_delta(data, out):
+            return
         try:
             payload = msgspec.json.decode(data)
         except msgspec.DecodeError:
@@ -185,15 +190,39 @@ class MessageStreamDecoder:
         if kind == "text" and block.get("text"):
             out.append(TextDelta(block["text"]))
         elif kind == "thinking" and (block.get("thinking") or block.get("signature")):
-            out.append(ThinkingDelta(block.get("thinking", ""), signature=block.get("signature") or None, source=NAME))
+            out.append(
+                ThinkingDelta(block.get("thinking", ""), signature=block.get("signature") or None, source=self._source)
+            )
         elif kind == "redacted_thinking":
-            out.append(ThinkingDelta(redacted=block.get("data"), source=NAME))
+            out.append(ThinkingDelta(redacted=block.get("data"), source=self._source))
         elif kind == "tool_use":
             tool = self._blocks[index] = self._next_tool
             self._next_tool += 1
             out.append(ToolCallStart(tool, block.get("id", ""), block.get("name", "")))
             if block.get("input"):  # some compatible servers send the whole input here, not as deltas
                 out.append(ToolCallDelta(tool, msgspec.json.encode(block["input"]).decode()))
+
+    def _on_typed_delta(self, data: str, out: list[Event]) -> bool:
+        """The bulk of a stream, decoded into a Struct; False sends the event down the general path."""
+        try:
+            ev = _DELTA_DECODER.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False
+        delta = ev.delta
+        kind = delta.type
+        if kind == "text_delta":
+            if delta.text:
+                out.append(TextDelta(delta.text))
+        elif kind == "thinking_delta":
+            if delta.thinking:
+                out.append(ThinkingDelta(delta.thinking, source=self._source))
+        elif kind == "input_json_delta":
+            tool = self._blocks.get(ev.index, -1)
+            if tool >= 0 and delta.partial_json:
+                out.append(ToolCallDelta(tool, delta.partial_json))
+        else:
+            return False
+        return True
 
     def _on_delta(self, payload: dict[str, Any], out: list[Event]) -> None:
         delta = payload.get("delta") or {}
@@ -203,9 +232,9 @@ class MessageStreamDecoder:
                 out.append(TextDelta(delta["text"]))
         elif kind == "thinking_delta":
             if delta.get("thinking"):
-                out.append(ThinkingDelta(delta["thinking"], source=NAME))
+                out.append(ThinkingDelta(delta["thinking"], source=self._source))
         elif kind == "signature_delta":
-            out.append(ThinkingDelta(signature=delta.get("signature"), source=NAME))
+            out.append(ThinkingDelta(signature=delta.get("signature"), source=self._source))
         elif kind == "input_json_delta":
             tool = self._blocks.get(payload.get("index", -1), -1)
             if tool >= 0 and delta.get("partial_json"):
@@ -219,6 +248,24 @@ class MessageStreamDecoder:
     def _fail(self, error: SwitchboardError, out: list[Event]) -> None:
         out.append(StreamError(error))
         self._done = True
+
+
+class _Delta(msgspec.Struct):
+    type: str = ""
+    text: str = ""
+    thinking: str = ""
+    partial_json: str = ""
+
+
+class _BlockDelta(msgspec.Struct, tag="content_block_delta", tag_field="type"):
+    """A ``content_block_delta`` of the usual shape; anything else fails to decode into it (and takes the
+    general path)."""
+
+    delta: _Delta
+    index: int = -1
+
+
+_DELTA_DECODER = msgspec.json.Decoder(_BlockDelta)
 
 
 def _is_json(data: str) -> bool:

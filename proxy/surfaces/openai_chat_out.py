@@ -39,6 +39,10 @@ from providers.errors import SwitchboardError, UpstreamError
 __all__ = ["ChunkEncoder", "encode_response", "new_completion_id"]
 
 _DONE = b"data: [DONE]\n\n"
+_encode = msgspec.json.encode
+#: A content delta chunk's bytes around the JSON string of its text (the keys in _chunk's order).
+_CONTENT_OPEN = b'"choices":[{"index":0,"delta":{"content":'
+_CONTENT_CLOSE = b'},"logprobs":null,"finish_reason":null}]}\n\n'
 
 
 def new_completion_id() -> str:
@@ -95,6 +99,9 @@ def _tool_call(index: int, call: ToolCall, *, with_index: bool) -> dict[str, Any
         out = {"index": index, **out}
     if call.signature:
         out["thought_signature"] = call.signature
+        if call.signature_source:
+            # Who signed it: the next turn replays the signature only to that provider.
+            out["thought_signature_provider"] = call.signature_source
     return out
 
 
@@ -122,10 +129,21 @@ class ChunkEncoder:
         self._has_calls = False
         self._thinking = Thinking()
         self._done = False
+        # Every chunk starts with the same id/object/created/model: encoded once, not per delta.
+        head = msgspec.json.encode(
+            {"id": self._id, "object": "chat.completion.chunk", "created": self._created, "model": model}
+        )
+        self._head = b"data: " + head[:-1] + b","
 
     def encode(self, events: list[Event]) -> bytes:
+        """All of one upstream read's events as one piece of bytes (one send for the whole batch)."""
         out: list[bytes] = []
         for ev in events:
+            if type(ev) is TextDelta and self._started:
+                # The bulk of a stream: a content delta, framed without building its dict.
+                if ev.text:
+                    out.append(self._head + _CONTENT_OPEN + _encode(ev.text) + _CONTENT_CLOSE)
+                continue
             if isinstance(ev, StreamError):
                 out.append(self._error(ev.error))
                 break
@@ -153,6 +171,10 @@ class ChunkEncoder:
     def error(self, exc: Exception) -> bytes:
         return b"" if self._done else self._error(exc)
 
+    def usage(self) -> Usage | None:
+        """The usage the stream reported (None when it ended before its usage event)."""
+        return self._usage
+
     def _error(self, exc: Exception) -> bytes:
         self._done = True
         if isinstance(exc, SwitchboardError):
@@ -168,7 +190,7 @@ class ChunkEncoder:
             return self._thinking_delta(ev)
         if isinstance(ev, ToolCallStart):
             self._has_calls = True
-            call = ToolCall(ev.id, ev.name, "", ev.signature)
+            call = ToolCall(ev.id, ev.name, "", ev.signature, ev.signature_source)
             return {"tool_calls": [_tool_call(ev.index, call, with_index=True)]}
         if isinstance(ev, ToolCallDelta):
             return (
@@ -202,11 +224,4 @@ class ChunkEncoder:
         return self._frame({"choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]})
 
     def _frame(self, body: dict[str, Any]) -> bytes:
-        chunk = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model,
-            **body,
-        }
-        return b"data: " + msgspec.json.encode(chunk) + b"\n\n"
+        return self._head + _encode(body)[1:] + b"\n\n"
