@@ -504,7 +504,8 @@ for r in "${rows[@]}"; do
   if [ -n "${NOTE[$r]:-}" ] && [ -z "${RPS[$r]:-}" ]; then printf '%-34s %s\n' "$r" "${NOTE[$r]}"; continue; fi
   mark=""; clean "$r" || { mark="*"; flagged=1; }
   x=""; [ -n "${REF[$r]:-}" ] && x=$(ratio "$r" "${REF[$r]}") && x="${x}x"
-  f=""; [ -n "${FLOORREF[$r]:-}" ] && f=$(ratio "$r" "${FLOORREF[$r]}") && f=$(awk -v v="$f" 'BEGIN {printf "%.0f%%", v * 100}')
+  f=""; [ -n "${FLOORREF[$r]:-}" ] && clean "$r" && clean "${FLOORREF[$r]}" \
+    && f=$(awk -v a="${RPS[$r]}" -v b="${RPS[${FLOORREF[$r]}]}" 'BEGIN {printf "%.0f%%", 100 * a / b}')
   printf '%-34s %10s %10s %10s %10s %10s  %-10s %s\n' "$r" "$(printf '%.0f' "${RPS[$r]}" 2>/dev/null || echo -)$mark" \
     "$(fmt_ms "${P50[$r]}")" "$(fmt_ms "${P99[$r]}")" "${BAD[$r]}" "${ERR[$r]}" "$x" "$f"
 done
