@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from proxy.surfaces.openai_chat_types import ChatRequest
 from tests.fakes.bad_input_stack import BEDROCK_ENV, MODELS, Stack, running_stack
 
 PNG = (
@@ -62,45 +64,12 @@ BASE: dict[str, Any] = {
 }
 # Every place a value is put: a path into BASE (missing containers on the way are created as dicts).
 SITES: list[tuple[Any, ...]] = [
+    # Every top-level field the surface types, read off its struct: a field added there is fuzzed too.
     *[
         (name,)
         for name in [
             "model_suffix",
-            "messages",
-            "tools",
-            "tool_choice",
-            "parallel_tool_calls",
-            "max_tokens",
-            "max_completion_tokens",
-            "temperature",
-            "top_p",
-            "stop",
-            "reasoning_effort",
-            "thinking",
-            "response_format",
-            "stream",
-            "stream_options",
-            "user",
-            "prompt_cache_key",
-            "n",
-            "logprobs",
-            "top_logprobs",
-            "audio",
-            "modalities",
-            "functions",
-            "function_call",
-            "seed",
-            "presence_penalty",
-            "frequency_penalty",
-            "logit_bias",
-            "store",
-            "metadata",
-            "service_tier",
-            "prediction",
-            "top_k",
-            "verbosity",
-            "truncation",
-            "safety_identifier",
+            *(f.name for f in msgspec.structs.fields(ChatRequest) if f.name != "model"),
         ]
     ],
     ("thinking", "budget_tokens"),
