@@ -31,6 +31,7 @@ from .surfaces.openai_chat_in import decode_request
 from .surfaces.openai_chat_out import ChunkEncoder, encode_response
 from .surfaces.openai_chat_types import decode_body
 from .translated import StreamEncoder
+from .upstream_call import wire_target
 
 __all__ = ["OpenAIChat", "handle_chat_completions"]
 
@@ -57,14 +58,17 @@ class OpenAIChat:
         model: str = req["model"]
         return model
 
-    def passthrough(self, req: dict[str, Any], target: Target, release: bool) -> Leg:
+    def passthrough(self, req: dict[str, Any], target: Target, auth: ResolvedAuth, release: bool) -> Leg:
         # A fallback Target may need the request again: edit a copy unless this is the last one.
         body = req if release else dict(req)
-        openai_completions.adapt_request(body, target.upstream_model, target.compat, target.model)
+        adapted = target.provider.adapter
+        # A cloud adapter may name another upstream model (Azure's deployment) through the credential.
+        model = wire_target(target, auth).model_id if adapted else target.upstream_model
+        openai_completions.adapt_request(body, model, target.compat, target.model)
         payload = msgspec.json.encode(body)
         stream = body.get("stream") is True
         # For a cloud adapter, read once here from the decoded body (adapters never decode bodies).
-        facts = facts_from_chat(body) if target.provider.adapter else None
+        facts = facts_from_chat(body) if adapted else None
         if release:
             req.clear()  # as large as the body: free it before the upstream call, not after the answer
         return _PassthroughLeg(target.provider.name, payload, stream, facts)

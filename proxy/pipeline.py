@@ -105,9 +105,11 @@ class Surface(Protocol[In]):
 
     def model(self, req: In) -> str: ...
 
-    def passthrough(self, req: In, target: Target, release: bool) -> Leg:
-        """The native branch: the body with only the needed edits, bytes relayed back unparsed.
-        ``release``: no other Target will need ``req``, free it now (it is as large as the body)."""
+    def passthrough(self, req: In, target: Target, auth: ResolvedAuth, release: bool) -> Leg:
+        """The native branch: the body with only the needed edits, bytes relayed back unparsed. ``auth``
+        is the Target's credential (a cloud adapter may name another upstream model through it, such as
+        Azure's deployment). ``release``: no other Target will need ``req``, free it now (it is as large
+        as the body)."""
         ...
 
     def canonical(self, req: In, target: Target, release: bool) -> Request:
@@ -219,7 +221,7 @@ class Pipeline(Generic[In]):
         wire = _wire_for(target, self.surface.native_api)
         auth = rt.credentials.cached(provider.id, target.model) or await rt.credentials.resolve(provider, target.model)
         try:
-            leg = self._build(req, target, wire, release)
+            leg = self._build(req, target, auth, wire, release)
             t = rt.client.timeouts
             async with Deadline(provider.name, *t.budget(leg.stream)):
                 resp, auth = await _send(rt, scope, target, auth, leg)
@@ -252,10 +254,10 @@ class Pipeline(Generic[In]):
         await send_json(send, status, body, headers)
         return leg
 
-    def _build(self, req: In, target: Target, wire: WireAPI | None, release: bool) -> Leg:
+    def _build(self, req: In, target: Target, auth: ResolvedAuth, wire: WireAPI | None, release: bool) -> Leg:
         surface = self.surface
         if wire is None:
-            return surface.passthrough(req, target, release)
+            return surface.passthrough(req, target, auth, release)
         creq = surface.canonical(req, target, release)
         return TranslatedLeg(wire, target, creq, surface.encode_response, surface.stream_encoder)
 

@@ -19,7 +19,9 @@ __all__ = ["error_hint", "final_call", "wire_target"]
 
 
 def wire_target(target: Target, auth: ResolvedAuth) -> WireTarget:
-    return WireTarget(
+    """What the wire module (or the passthrough) builds for: the Target with this credential, as the
+    provider's cloud adapter shapes it (Azure's deployment as the model id, Claude on Vertex's variant)."""
+    wt = WireTarget(
         target.provider.id,
         target.provider.name,
         auth.base_url,
@@ -28,6 +30,8 @@ def wire_target(target: Target, auth: ResolvedAuth) -> WireTarget:
         target.compat,
         auth.headers,
     )
+    provider = target.provider
+    return adapter_for(provider.adapter).wire_target(wt, target.api, auth) if provider.adapter else wt
 
 
 async def final_call(

@@ -166,7 +166,7 @@ def test_available_and_describe(tmp_path: Path) -> None:
     assert not ADAPTER.available(p, False, {"HOME": str(home)})
 
 
-async def test_finalize_adds_api_version_and_deployment() -> None:
+async def test_finalize_adds_api_version_and_wire_target_names_the_deployment() -> None:
     p = _provider()
     env = {"AZURE_OPENAI_RESOURCE_NAME": "r", "AZURE_OPENAI_API_VERSION": "2025-04-01-preview"}
     env["AZURE_OPENAI_DEPLOYMENT_NAME_MAP"] = "gpt-4.1=dep-41"
@@ -178,9 +178,11 @@ async def test_finalize_adds_api_version_and_deployment() -> None:
 
     body = json.dumps({"model": "gpt-4.1", "input": "hi"}).encode()
     call = UpstreamCall(auth.base_url + "/responses", body, {"x": "1"})
+    assert ADAPTER.wire_target(target("gpt-4.1"), "openai-responses", auth).model_id == "dep-41"
+    assert ADAPTER.wire_target(target("gpt-4o"), "openai-responses", auth) == target("gpt-4o")
     out = await ADAPTER.finalize(call, auth, target("gpt-4.1"), ctx)
     assert out.url == "https://r.openai.azure.com/openai/v1/responses?api-version=2025-04-01-preview"
-    assert json.loads(out.body) == {"model": "dep-41", "input": "hi"} and out.headers == {"x": "1"}
+    assert out.body is body and out.headers == {"x": "1"}  # the body was built for the deployment already
     unmapped = json.dumps({"model": "gpt-4o", "input": "hi"}).encode()
     out = await ADAPTER.finalize(UpstreamCall(auth.base_url + "/responses?a=b", unmapped), auth, target("gpt-4o"), ctx)
     assert out.url.endswith("/responses?a=b&api-version=2025-04-01-preview") and out.body == unmapped

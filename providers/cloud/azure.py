@@ -22,8 +22,10 @@ What :meth:`AzureAdapter.resolve` found (``api-version``, the deployment map, th
 :class:`_State` on the resolved value. Tokens are refreshed :data:`_REFRESH_MARGIN` seconds before expiry, one
 refresh at a time, in a worker thread (azure-identity's sync credentials block).
 
-The deployment map is applied by :meth:`AzureAdapter.finalize`, which re-encodes the body only for a model
-the map renames.
+The deployment map names the upstream model: :meth:`AzureAdapter.wire_target` puts a mapped model's
+deployment in :attr:`WireTarget.model_id`, which the wire module (or the chat passthrough) writes into the
+body it encodes; :meth:`AzureAdapter.finalize` adds ``api-version`` and the Entra token, never reading the
+body.
 """
 
 from __future__ import annotations
@@ -33,12 +35,10 @@ import logging
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
-
-import msgspec
 
 from ..errors import ConfigError, MissingCredentials
 from ..registry import Model, Provider
@@ -115,6 +115,13 @@ class AzureAdapter(AdapterBase):
         state = _State(api_version, deployments, _EntraToken(dict(env)))
         return ResolvedAuth(base_url, headers, entra, state=state)
 
+    def wire_target(self, target: WireTarget, api: str, auth: ResolvedAuth) -> WireTarget:
+        state = auth.state
+        deployment = state.deployments.get(target.model_id) if isinstance(state, _State) else None
+        if deployment is None or deployment == target.model_id:
+            return target
+        return replace(target, model_id=deployment)
+
     async def finalize(
         self, call: UpstreamCall, auth: ResolvedAuth, target: WireTarget, ctx: RequestContext
     ) -> UpstreamCall:
@@ -122,15 +129,11 @@ class AzureAdapter(AdapterBase):
         if not isinstance(state, _State):  # resolve() always sets it; a bug if not
             raise ConfigError(f"{target.provider_name}: credentials were not resolved before the request")
         url = _with_api_version(call.url, state.api_version)
-        body = call.body
-        deployment = state.deployments.get(target.model_id)
-        if deployment is not None and deployment != target.model_id:
-            body = _replace_model(body, deployment)
         headers = call.headers
         if state.token is not None:
             headers = {k: v for k, v in headers.items() if k != "api-key"}
             headers["authorization"] = "Bearer " + await state.token.get()
-        return UpstreamCall(url, body, headers)
+        return UpstreamCall(url, call.body, headers)
 
 
 ADAPTER: CloudAdapter = AzureAdapter()
@@ -292,14 +295,6 @@ def _with_api_version(url: str, version: str) -> str:
     if any(p.startswith("api-version=") for p in query.split("&")):
         return url
     return f"{url}{'&' if query else '?'}api-version={quote(version, safe='')}"
-
-
-def _replace_model(body: bytes, deployment: str) -> bytes:
-    data = msgspec.json.decode(body)
-    if not isinstance(data, dict):
-        return body
-    data["model"] = deployment
-    return msgspec.json.encode(data)
 
 
 def _get(env: Mapping[str, str], name: str) -> str:

@@ -27,8 +27,13 @@ Who calls what, in order:
   when it still applies (Vertex keeps its token while the ADC file is unchanged). Raises
   :class:`MissingCredentials` saying exactly what to set or run when there is nothing, or
   :class:`ConfigError` for a malformed setting.
+* :meth:`CloudAdapter.wire_target` — from the pipeline, on every attempt, before the body is built: the
+  :class:`WireTarget` the wire module (or the passthrough) builds for, adjusted for this provider from
+  ``auth.state`` (Azure: the deployment as the upstream model id; Vertex: Claude's ``rawPredict`` variant
+  and its publisher URL). The body is then encoded once, as the upstream wants it: no hook rewrites a
+  body. Cheap; raises nothing.
 * :meth:`CloudAdapter.finalize` — from the pipeline, on every request, after the wire module built the
-  upstream call and before it is sent: rewrite the URL (Vertex ``rawPredict``, Azure ``api-version``, the
+  upstream call and before it is sent: rewrite the URL (Azure ``api-version``, the
   Cloudflare gateway route), add per-request headers from :class:`RequestContext` (never by decoding the
   body), add short-lived tokens, sign (SigV4 over the exact body bytes). May raise
   :class:`MissingCredentials` (401), :class:`UpstreamUnreachable` (a token endpoint is down) or
@@ -78,6 +83,10 @@ class CloudAdapter(Protocol):
 
     def api_for(self, provider: Provider, model_id: str, model: Model | None) -> str: ...
 
+    def wire_target(self, target: WireTarget, api: str, auth: ResolvedAuth) -> WireTarget:
+        """``target`` as the upstream needs it for ``api`` (another model id, base URL or wire variant)."""
+        ...
+
     async def resolve(
         self,
         provider: Provider,
@@ -104,6 +113,9 @@ class AdapterBase:
 
     def api_for(self, provider: Provider, model_id: str, model: Model | None) -> str:
         return (model.api if model is not None else None) or provider.api
+
+    def wire_target(self, target: WireTarget, api: str, auth: ResolvedAuth) -> WireTarget:
+        return target
 
     async def finalize(
         self, call: UpstreamCall, auth: ResolvedAuth, target: WireTarget, ctx: RequestContext

@@ -23,9 +23,11 @@ models.json override); ``/v1`` is added unless the URL already has a ``/vN`` seg
 
 Gemini models speak ``google-vertex`` (the Gemini wire format on Vertex's URLs) with base
 ``.../v1/projects/{p}/locations/{l}/publishers/google``.
-Claude models (ids containing ``claude``) speak ``anthropic-messages``; :meth:`finalize` rewrites that call
-to ``.../publishers/anthropic/models/{model}:rawPredict`` (``:streamRawPredict`` when streaming), the body
-without ``model`` and with ``anthropic_version: vertex-2023-10-16``.
+Claude models (ids containing ``claude``) speak ``anthropic-messages`` with base
+``.../publishers/anthropic``: :meth:`wire_target` marks the target ``vertex_raw_predict``, and the wire
+module builds ``.../publishers/anthropic/models/{model}:rawPredict`` (``:streamRawPredict`` when
+streaming), the body without ``model`` and with ``anthropic_version`` (:mod:`providers.wire.google_vertex`).
+:meth:`finalize` only authorizes; it never reads the body.
 """
 
 from __future__ import annotations
@@ -34,16 +36,14 @@ import asyncio
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from ..errors import ConfigError, InvalidRequest, MissingCredentials, UpstreamUnreachable
+from ..errors import ConfigError, MissingCredentials, UpstreamUnreachable
 from ..registry import Model, Provider
 from ..resolved import AdapterState, ResolvedAuth
-from ..urlpath import path_segment
 from ..wire.base import UpstreamCall, WireTarget
 from .base import AdapterBase, CloudAdapter, RequestContext
 
@@ -52,7 +52,8 @@ __all__ = ["ADAPTER", "SCOPE", "VertexAdapter", "vertex_base_url", "vertex_host"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 _GEMINI = "google-vertex"
 _ANTHROPIC = "anthropic-messages"
-_ANTHROPIC_VERSION = "vertex-2023-10-16"
+_GOOGLE_PUBLISHER = "/publishers/google"
+_ANTHROPIC_PUBLISHER = "/publishers/anthropic"
 _BASE_URL_ENV = "GOOGLE_VERTEX_BASE_URL"
 _PROJECT_ENV = ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT")
 _LOCATION_ENV = "GOOGLE_CLOUD_LOCATION"
@@ -83,7 +84,7 @@ def vertex_base_url(project: str | None, location: str | None, custom: str | Non
     root = (custom or vertex_host(location if project and location else "global")).rstrip("/")
     version = "" if _VERSION_SEGMENT.search(root) else "/v1"
     scope = f"/projects/{project}/locations/{location}" if project and location else ""
-    return f"{root}{version}{scope}/publishers/google"
+    return f"{root}{version}{scope}{_GOOGLE_PUBLISHER}"
 
 
 class VertexAdapter(AdapterBase):
@@ -155,11 +156,15 @@ class VertexAdapter(AdapterBase):
         base = vertex_base_url(project, location, custom)
         return ResolvedAuth(base, {"content-type": "application/json"}, label, state=tokens)
 
+    def wire_target(self, target: WireTarget, api: str, auth: ResolvedAuth) -> WireTarget:
+        if api != _ANTHROPIC:
+            return target
+        root = target.base_url.rstrip("/").removesuffix(_GOOGLE_PUBLISHER)
+        return replace(target, base_url=root + _ANTHROPIC_PUBLISHER, vertex_raw_predict=True)
+
     async def finalize(
         self, call: UpstreamCall, auth: ResolvedAuth, target: WireTarget, ctx: RequestContext
     ) -> UpstreamCall:
-        if ctx.api == _ANTHROPIC:
-            call = _to_raw_predict(call, target)
         if "x-goog-api-key" in call.headers:
             return call
         tokens = auth.state
@@ -265,21 +270,6 @@ def _label(creds: Any) -> str:
     if kind.__module__.startswith("google.auth.compute_engine"):
         return "ADC metadata server"
     return f"ADC {kind.__name__}"
-
-
-def _to_raw_predict(call: UpstreamCall, target: WireTarget) -> UpstreamCall:
-    """The Anthropic Messages call rewritten for Vertex's ``rawPredict`` / ``streamRawPredict``."""
-    body = msgspec.json.decode(call.body)
-    if not isinstance(body, dict):
-        raise InvalidRequest(f"{target.provider_name}: the Anthropic request body must be a JSON object")
-    model = body.pop("model", None) or target.model_id
-    body["anthropic_version"] = _ANTHROPIC_VERSION
-    method = "streamRawPredict" if body.get("stream") is True else "rawPredict"
-    root = target.base_url.rstrip("/").removesuffix("/publishers/google")
-    headers = {k: v for k, v in call.headers.items() if k.lower() not in ("anthropic-version", "x-api-key")}
-    segment = path_segment(str(model), provider=target.provider_name, safe="@")
-    url = f"{root}/publishers/anthropic/models/{segment}:{method}"
-    return UpstreamCall(url, msgspec.json.encode(body), headers)
 
 
 def _check(name: str, value: str, pattern: re.Pattern[str]) -> None:

@@ -2,8 +2,9 @@
 
 ``POST {base_url}/v1/messages`` (the base URL has no ``/v1``, as the Anthropic SDK expects) with
 ``anthropic-version: 2023-06-01``. Spoken by Anthropic, MiniMax, Kimi for Coding and Cloudflare AI
-Gateway, and for their Claude models by GitHub Copilot, OpenCode Zen and OpenCode Go (a model row names
-the API). Claude on Bedrock shares this module's rules through :mod:`.claude_rules`.
+Gateway, and for their Claude models by GitHub Copilot, OpenCode Zen, OpenCode Go and Google Vertex AI
+(``rawPredict``, when the target says ``vertex_raw_predict``; see :mod:`.google_vertex`). Claude on
+Bedrock shares this module's rules through :mod:`.claude_rules`.
 
 Entry point: :data:`API`, a :class:`~providers.wire.base.WireAPI`. This module encodes requests; the
 answer side (JSON, SSE stream, error bodies) lives in :mod:`.anthropic_stream`.
@@ -35,7 +36,7 @@ import msgspec
 
 from ..canonical import Image, Message, Request, Response, Text, Thinking, Tool, ToolCall, ToolChoice, ToolResult
 from ..errors import InvalidRequest, SwitchboardError
-from . import anthropic_stream
+from . import anthropic_stream, google_vertex
 from .base import StreamDecoder, UpstreamCall, WireAPI, WireTarget
 from .claude_rules import INTERLEAVED_THINKING_BETA, oauth_token, plan_thinking, tool_id, unsigned_tool_turn
 from .replay import issuer
@@ -68,7 +69,9 @@ class _AnthropicMessages:
     def build(self, req: Request, target: WireTarget) -> UpstreamCall:
         _reject_unsupported(req, target)
         token = oauth_token(target.auth_headers)
-        headers = {"anthropic-version": _VERSION}
+        vertex = target.vertex_raw_predict
+        # Vertex names its own Messages version in the body, the model in the URL.
+        headers = {} if vertex else {"anthropic-version": _VERSION}
         betas: list[str] = []
         if token is not None:
             headers.update(_OAUTH_HEADERS)
@@ -78,7 +81,10 @@ class _AnthropicMessages:
         signer = issuer(NAME, target, _SUBSCRIPTION if token is not None else "")
         messages = _convert_messages(req.messages, target.provider_name, signer)
         default_max = target.model.max_tokens if target.model is not None else _DEFAULT_MAX_TOKENS
-        body: dict[str, Any] = {"model": target.model_id, "max_tokens": req.max_tokens or default_max}
+        body: dict[str, Any] = (
+            {"anthropic_version": google_vertex.ANTHROPIC_VERSION} if vertex else {"model": target.model_id}
+        )
+        body["max_tokens"] = req.max_tokens or default_max
         system = _convert_system(req.system, oauth=token is not None)
         if system:
             body["system"] = system
@@ -105,7 +111,10 @@ class _AnthropicMessages:
         _add_cache_breakpoints(body)
         if betas:
             headers["anthropic-beta"] = _merge_betas(target.auth_headers, betas)
-        url = target.base_url.rstrip("/") + "/v1/messages"
+        if vertex:
+            url = google_vertex.raw_predict_url(target, stream=req.stream)
+        else:
+            url = target.base_url.rstrip("/") + "/v1/messages"
         return UpstreamCall(url=url, body=msgspec.json.encode(body), headers=headers)
 
     def decode_response(self, body: bytes, target: WireTarget) -> Response:

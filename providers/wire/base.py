@@ -42,6 +42,9 @@ class WireTarget:
     compat: Compat
     #: The credential headers that will be sent (read-only; to detect e.g. OAuth tokens).
     auth_headers: Mapping[str, str] = field(default_factory=dict)
+    #: Claude on Vertex AI: the Messages body for ``rawPredict`` / ``streamRawPredict`` at
+    #: ``{base_url}/models/{model}:{method}`` (:mod:`providers.wire.google_vertex`), set by the Vertex adapter.
+    vertex_raw_predict: bool = False
 
 
 @dataclass(slots=True)
