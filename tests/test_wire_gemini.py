@@ -394,9 +394,7 @@ def test_schemas_gemini_cannot_express_are_a_clear_400(schema: dict[str, Any], m
 
 
 def test_generation_config_and_response_formats() -> None:
-    req = Request(
-        "m", [user("q")], max_tokens=99, temperature=0.2, top_p=0.9, stop=["END"], seed=7, extra={"top_k": 3}
-    )
+    req = Request("m", [user("q")], max_tokens=99, temperature=0.2, top_p=0.9, stop=["END"], seed=7, extra={"top_k": 3})
     assert body_of(req)["generationConfig"] == {
         "temperature": 0.2,
         "topP": 0.9,
