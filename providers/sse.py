@@ -128,6 +128,51 @@ class SSEParser:
                     out.append(ev)
         return out
 
+    def feed_raw(self, chunk: bytes) -> list[tuple[str, bytes]]:
+        """:meth:`feed` as ``(event, data)`` pairs with the data left as UTF-8 bytes (``id`` and ``retry``
+        dropped), for a translator that decodes each event's JSON straight from bytes: on the usual stream
+        no :class:`Event` is built and no data is decoded twice."""
+        if (
+            chunk
+            and not self._cr_pending
+            and not self._data
+            and not self._event
+            and self._id is None
+            and self._retry is None
+        ):
+            buf = self._buf + chunk if self._buf else chunk
+            if b"\r" not in buf:
+                return self._raw_blocks(buf)
+        # CR line ends or an event half-parsed by the line path: the general rules, re-encoded (rare).
+        return [(ev.event, ev.data.encode()) for ev in self.feed(chunk)]
+
+    def _raw_blocks(self, buf: bytes) -> list[tuple[str, bytes]]:
+        end = buf.rfind(b"\n\n")
+        if end < 0:
+            self._buf = buf
+            return []
+        self._buf = buf[end + 2 :]
+        out: list[tuple[str, bytes]] = []
+        for block in buf[:end].split(b"\n\n"):
+            nl = block.find(b"\n")
+            if (
+                nl > 7
+                and block.startswith(b"event: ")
+                and block.startswith(b"data: ", nl + 1)
+                and block.find(b"\n", nl + 1) < 0
+            ):
+                # One event line, one data line: what almost every provider sends.
+                name = _NAMES.get(block[7:nl])
+                if name is None:
+                    name = block[7:nl].decode("utf-8", "replace")
+                out.append((name, block[nl + 7 :]))
+                continue
+            if block:
+                ev = _read_block(block)
+                if ev is not None:
+                    out.append((ev.event, ev.data.encode()))
+        return out
+
     def close(self) -> list[Event]:
         """Dispatch what an unterminated final event holds (the spec drops it; providers rely on it)."""
         out: list[Event] = []
@@ -168,6 +213,22 @@ class SSEParser:
         ev = Event(self._event or "message", "\n".join(self._data), self._id, self._retry)
         self._reset()
         return ev
+
+
+#: Event names as str without a decode per event (any name still works; these are the common ones).
+_NAMES = {
+    name.encode(): name
+    for name in (
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+        "ping",
+        "error",
+    )
+}
 
 
 def _read_block(block: bytes) -> Event | None:

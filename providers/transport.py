@@ -164,6 +164,10 @@ class _AiohttpResponse:
             raise broken_off(self._url, exc, self._provider) from exc
 
     async def close(self) -> None:
+        self.close_now()
+
+    def close_now(self) -> None:
+        """:meth:`close` without suspending: aiohttp's release and close are synchronous."""
         # release() returns a fully read connection to the pool; close() aborts an unfinished one.
         if self._resp.content.at_eof():
             self._resp.release()
@@ -320,6 +324,12 @@ def make_client(timeouts: Timeouts, kind: str | None = None) -> UpstreamClient:
 
 
 async def aclose_quietly(resp: UpstreamResponse) -> None:
-    """Close a response on an error path; a second failure there must not hide the first."""
+    """Close a response, even in a cancelled task; a second failure there must not hide the first."""
+    if type(resp) is _AiohttpResponse:
+        # No suspension point, so a cancellation cannot cut the close short: no shield needed, and no task
+        # created per request for one.
+        with contextlib.suppress(Exception):
+            resp.close_now()
+        return
     with contextlib.suppress(Exception):
         await asyncio.shield(resp.close())

@@ -130,9 +130,30 @@ class MessageStreamDecoder:
 
     def feed(self, chunk: bytes) -> list[Event]:
         out: list[Event] = []
-        for sse in self._parser.feed(chunk):
-            if not self._done:
-                self._handle(sse.event, sse.data, out)
+        events = self._parser.feed_raw(chunk)  # eager: the parser consumes the chunk even when done
+        if self._done:
+            return out
+        append = out.append
+        for name, data in events:
+            # The bulk of a stream, a text delta, inline: one typed decode and one event, no call per event.
+            if name == "content_block_delta":
+                try:
+                    ev = _DELTA_DECODER.decode(data)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    pass
+                else:
+                    delta = ev.delta
+                    if delta.type == "text_delta":
+                        if delta.text:
+                            append(TextDelta(delta.text))
+                        continue
+                    if self._on_block_delta(ev, out):
+                        continue
+                self._handle_general(name, data, out)
+                continue
+            self._handle(name, data, out)
+            if self._done:
+                break
         return out
 
     def close(self) -> list[Event]:
@@ -147,9 +168,18 @@ class MessageStreamDecoder:
             )
         return out
 
-    def _handle(self, name: str, data: str, out: list[Event]) -> None:
-        if name == "content_block_delta" and self._on_typed_delta(data, out):
-            return
+    def _handle(self, name: str, data: bytes | str, out: list[Event]) -> None:
+        if name == "content_block_delta":
+            try:
+                ev = _DELTA_DECODER.decode(data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                pass
+            else:
+                if self._on_block_delta(ev, out):
+                    return
+        self._handle_general(name, data, out)
+
+    def _handle_general(self, name: str, data: bytes | str, out: list[Event]) -> None:
         try:
             payload = msgspec.json.decode(data)
         except msgspec.DecodeError:
@@ -202,12 +232,8 @@ class MessageStreamDecoder:
             if block.get("input"):  # some compatible servers send the whole input here, not as deltas
                 out.append(ToolCallDelta(tool, msgspec.json.encode(block["input"]).decode()))
 
-    def _on_typed_delta(self, data: str, out: list[Event]) -> bool:
-        """The bulk of a stream, decoded into a Struct; False sends the event down the general path."""
-        try:
-            ev = _DELTA_DECODER.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return False
+    def _on_block_delta(self, ev: _BlockDelta, out: list[Event]) -> bool:
+        """A delta of the usual shape, decoded into a Struct; False sends the event down the general path."""
         delta = ev.delta
         kind = delta.type
         if kind == "text_delta":

@@ -12,8 +12,8 @@ call as ``thought_signature``.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from typing import Any
 
 import msgspec
@@ -46,7 +46,8 @@ _CONTENT_CLOSE = b'},"logprobs":null,"finish_reason":null}]}\n\n'
 
 
 def new_completion_id() -> str:
-    return "chatcmpl-" + uuid.uuid4().hex[:24]
+    # 24 random hex digits, the length OpenAI's ids have; uuid4() would build a UUID object per response.
+    return "chatcmpl-" + os.urandom(12).hex()
 
 
 def encode_response(resp: Response, model: str) -> dict[str, Any]:
@@ -134,15 +135,18 @@ class ChunkEncoder:
             {"id": self._id, "object": "chat.completion.chunk", "created": self._created, "model": model}
         )
         self._head = b"data: " + head[:-1] + b","
+        self._content_open = self._head + _CONTENT_OPEN
 
     def encode(self, events: list[Event]) -> bytes:
         """All of one upstream read's events as one piece of bytes (one send for the whole batch)."""
         out: list[bytes] = []
+        content_open = self._content_open
         for ev in events:
             if type(ev) is TextDelta and self._started:
-                # The bulk of a stream: a content delta, framed without building its dict.
+                # The bulk of a stream: a content delta, framed without building its dict (and without
+                # concatenating: the pieces are copied once, by the join).
                 if ev.text:
-                    out.append(self._head + _CONTENT_OPEN + _encode(ev.text) + _CONTENT_CLOSE)
+                    out += (content_open, _encode(ev.text), _CONTENT_CLOSE)
                 continue
             if isinstance(ev, StreamError):
                 out.append(self._error(ev.error))
