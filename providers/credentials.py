@@ -24,8 +24,9 @@ that win over the process environment.
 
 Resolution runs once per provider and is cached (``!command`` may take seconds; the hot path must not
 touch files); concurrent first requests share one resolution. A stored OAuth login is refreshed when its
-access token expires within :data:`_OAUTH_MARGIN_MS`, both at resolution and on the hot path (a cached
-auth whose token enters the margin is dropped, so the next request resolves, and refreshes, again).
+access token expires within :data:`providers.oauth.REFRESH_MARGIN_MS`, both at resolution and on the hot
+path (a cached auth whose token enters the margin is dropped, so the next request resolves, and refreshes,
+again).
 ``auth.json`` is read once per change: a file that does not parse (invalid JSON or UTF-8,
 empty, not an object) leaves the last good content in use (none at start: the other sources still
 work), logs one ERROR naming the file and the problem, and shows in :attr:`Credentials.auth_problem`
@@ -51,7 +52,7 @@ from .errors import ConfigError, MissingCredentials
 from .fixes import missing_credentials_message
 from .keyvalue import Origin, aresolve_key_value, forget_command, is_configured
 from .models_json import command_origin
-from .oauth import ensure_fresh, flow_for, needs_refresh
+from .oauth import REFRESH_MARGIN_MS, ensure_fresh, flow_for, needs_refresh
 from .provider_env import fill_placeholders, scoped_env
 from .registry import Model, Provider, default_auth
 from .resolved import AdapterState, ResolvedAuth
@@ -61,7 +62,6 @@ __all__ = ["Credentials", "ResolvedAuth"]
 log = logging.getLogger("switchboard")
 
 #: A cached auth is dropped this long before its OAuth access token expires (the refresh margin).
-_OAUTH_MARGIN_MS = 60_000
 _AUTH_HEADER_NAMES = ("authorization", "x-api-key", "x-goog-api-key", "api-key")
 
 
@@ -174,7 +174,7 @@ class Credentials:
         """The hot path: a dict lookup (plus a clock read for OAuth tokens)."""
         hit = self._cache.get(_cache_key(provider_id, model))
         expires = self._expires.get(provider_id) if hit is not None and self._expires else None
-        if expires is not None and expires - _OAUTH_MARGIN_MS <= time.time() * 1000:
+        if expires is not None and expires - REFRESH_MARGIN_MS <= time.time() * 1000:
             self._drop(provider_id)
             return None
         return hit

@@ -11,7 +11,7 @@ from ..authstore import AuthStore
 from ..errors import MissingCredentials
 from .base import OAuthFlow, RefreshFailed
 
-__all__ = ["FLOWS", "ensure_fresh", "flow_for", "needs_refresh"]
+__all__ = ["FLOWS", "REFRESH_MARGIN_MS", "ensure_fresh", "flow_for", "needs_refresh"]
 
 #: provider id → module exposing ``FLOW``, in the order `switchboard login` lists them.
 FLOWS = {
@@ -19,8 +19,9 @@ FLOWS = {
     "anthropic": "providers.oauth.anthropic",
     "github-copilot": "providers.oauth.copilot",
 }
-#: Refresh this long before ``expires`` (ms): a request must not start with a token about to lapse.
-_MARGIN_MS = 60_000
+#: Refresh this long before ``expires`` (ms): a request must not start with a token about to lapse. The
+#: credential cache drops a cached login by the same margin.
+REFRESH_MARGIN_MS = 60_000
 
 
 def flow_for(provider_id: str) -> OAuthFlow | None:
@@ -37,7 +38,7 @@ def flow_for(provider_id: str) -> OAuthFlow | None:
 def needs_refresh(entry: dict[str, Any], now_ms: float | None = None) -> bool:
     expires = entry.get("expires")
     now = time.time() * 1000 if now_ms is None else now_ms
-    return not isinstance(expires, int | float) or expires - _MARGIN_MS <= now
+    return not isinstance(expires, int | float) or expires - REFRESH_MARGIN_MS <= now
 
 
 async def ensure_fresh(store: AuthStore, provider_id: str, *, force: bool = False) -> dict[str, Any]:
