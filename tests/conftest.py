@@ -26,6 +26,8 @@ from providers.registry import load_builtin_providers
 from proxy.app import create_app
 from proxy.config import Paths, ServerConfig
 from proxy.server import build_server
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.bedrock_upstream import FakeBedrock
 from tests.fakes.openai_upstream import FakeOpenAI
 
 _CLOUD_PREFIXES = ("AWS_", "GOOGLE_", "GCLOUD_", "AZURE_", "CLOUDFLARE_", "ANTHROPIC_", "SWITCHBOARD_")
@@ -79,6 +81,25 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 @pytest.fixture
 def fake_openai() -> Iterator[FakeOpenAI]:
     fake = FakeOpenAI().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_claude() -> Iterator[FakeAnthropic]:
+    fake = FakeAnthropic().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_bedrock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBedrock]:
+    """A Bedrock endpoint that accepts one static AWS key, which the environment names (us-east-1)."""
+    fake = FakeBedrock({"AKIDSTATIC0000000XYZ": ("static-secret", None)}).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", fake.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDSTATIC0000000XYZ")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "static-secret")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
     yield fake
     fake.stop()
 
@@ -173,6 +194,15 @@ def start_proxy(isolated_env: Path) -> Iterator[Callable[..., Proxy]]:
 
 def models_json(sb_home: Path, providers: dict[str, Any]) -> Path:
     return write_json(sb_home / "models.json", {"providers": providers})
+
+
+def local_provider(sb_home: Path, fake: FakeOpenAI, *, key: str = "k", model: str = "m") -> FakeOpenAI:
+    """models.json with one OpenAI-compatible provider ``local`` (model ``local/{model}``) at ``fake``."""
+    models_json(
+        sb_home,
+        {"local": {"baseUrl": fake.url + "/v1", "api": "openai-completions", "apiKey": key, "models": [{"id": model}]}},
+    )
+    return fake
 
 
 def auth_json(sb_home: Path, entries: dict[str, Any]) -> Path:

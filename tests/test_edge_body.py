@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from proxy.config import DiscoveryConfig, ServerConfig
-from tests.conftest import auth_json, models_json
+from tests.conftest import auth_json, local_provider
 from tests.fakes.openai_upstream import FakeOpenAI
 
 DEADLINE = 15.0
@@ -24,18 +24,7 @@ def _config(**kw: object) -> ServerConfig:
 
 @pytest.fixture
 def local(isolated_env: Path, fake_openai: FakeOpenAI) -> FakeOpenAI:
-    models_json(
-        isolated_env,
-        {
-            "local": {
-                "baseUrl": fake_openai.url + "/v1",
-                "api": "openai-completions",
-                "apiKey": "k",
-                "models": [{"id": "m"}],
-            }
-        },
-    )
-    return fake_openai
+    return local_provider(isolated_env, fake_openai)
 
 
 def _chat(size: int) -> bytes:

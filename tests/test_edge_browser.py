@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from proxy.config import DiscoveryConfig, ServerConfig
-from tests.conftest import models_json
+from tests.conftest import local_provider
 from tests.fakes.openai_upstream import FakeOpenAI
 
 CHAT = {"model": "local/gpt-fake", "messages": [{"role": "user", "content": "hi"}]}
@@ -17,18 +17,7 @@ BODY = b'{"model": "local/gpt-fake", "messages": [{"role": "user", "content": "h
 
 @pytest.fixture
 def local(isolated_env: Path, fake_openai: FakeOpenAI) -> FakeOpenAI:
-    models_json(
-        isolated_env,
-        {
-            "local": {
-                "baseUrl": fake_openai.url + "/v1",
-                "api": "openai-completions",
-                "apiKey": "sk-local",
-                "models": [{"id": "gpt-fake"}],
-            }
-        },
-    )
-    return fake_openai
+    return local_provider(isolated_env, fake_openai, key="sk-local", model="gpt-fake")
 
 
 def _config(**kw: object) -> ServerConfig:

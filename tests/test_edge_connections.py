@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from proxy.config import DiscoveryConfig, ServerConfig, TimeoutConfig
-from tests.conftest import models_json
+from tests.conftest import local_provider
 from tests.fakes.openai_upstream import Action, FakeOpenAI
 
 DEADLINE = 15.0
@@ -96,17 +96,7 @@ def test_half_sent_second_request_on_keep_alive_is_closed(start_proxy, sockets) 
 
 
 def test_slow_answer_is_not_cut_by_the_head_deadline(isolated_env: Path, fake_openai: FakeOpenAI, start_proxy) -> None:
-    models_json(
-        isolated_env,
-        {
-            "local": {
-                "baseUrl": fake_openai.url + "/v1",
-                "api": "openai-completions",
-                "apiKey": "k",
-                "models": [{"id": "m"}],
-            }
-        },
-    )
+    local_provider(isolated_env, fake_openai)
     fake_openai.push(Action("hang", seconds=1.5))
     http = start_proxy(_config(head=0.3)).http()
     resp = http.post("/v1/chat/completions", json={"model": "local/m", "messages": [{"role": "user", "content": "x"}]})

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import models_json, write_json
+from tests.conftest import local_provider, write_json
 from tests.fakes.openai_upstream import Action, FakeOpenAI
 from tests.fakes.server import free_port
 
@@ -95,17 +95,7 @@ def _poll(predicate, what: str) -> None:
 
 @pytest.fixture
 def serve(isolated_env: Path, fake_openai: FakeOpenAI) -> Iterator:
-    models_json(
-        isolated_env,
-        {
-            "local": {
-                "baseUrl": fake_openai.url + "/v1",
-                "api": "openai-completions",
-                "apiKey": "k",
-                "models": [{"id": "m"}],
-            }
-        },
-    )
+    local_provider(isolated_env, fake_openai)
     started: list[Served] = []
 
     def start(shutdown: float) -> Served:

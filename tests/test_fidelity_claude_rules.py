@@ -8,7 +8,6 @@ The deliberate differences (``providers/wire/claude_rules.py``'s docstring) are 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,39 +27,28 @@ INTERLEAVED = "interleaved-thinking-2025-05-14"
 
 
 @pytest.fixture
-def claude() -> Iterator[FakeAnthropic]:
-    server = FakeAnthropic().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bedrock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBedrock]:
-    server = FakeBedrock({"AKIDSTATIC0000000XYZ": ("static-secret", None)}).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDSTATIC0000000XYZ")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "static-secret")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def client(isolated_env: Path, claude: FakeAnthropic, bedrock: FakeBedrock, start_proxy: Any) -> openai.OpenAI:
+def client(
+    isolated_env: Path, fake_claude: FakeAnthropic, fake_bedrock: FakeBedrock, start_proxy: Any
+) -> openai.OpenAI:
     ids = ("claude-opus-4-6", "claude-opus-4-7", "claude-sonnet-4-6", "claude-sonnet-4-5")
     models = [{"id": i, "reasoning": True, "maxTokens": 64000} for i in ids]
-    row = {"baseUrl": claude.url, "api": "anthropic-messages", "apiKey": "sk-ant-test", "models": models}
+    row = {"baseUrl": fake_claude.url, "api": "anthropic-messages", "apiKey": "sk-ant-test", "models": models}
     models_json(isolated_env, {"claude": row})
     return start_proxy().client()  # type: ignore[no-any-return]
 
 
 def both(
-    client: openai.OpenAI, claude: FakeAnthropic, bedrock: FakeBedrock, anthropic_id: str, bedrock_id: str, **kw: Any
+    client: openai.OpenAI,
+    fake_claude: FakeAnthropic,
+    fake_bedrock: FakeBedrock,
+    anthropic_id: str,
+    bedrock_id: str,
+    **kw: Any,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(Anthropic's body, Bedrock's ``additionalModelRequestFields``) for the same request."""
     client.chat.completions.create(model=f"claude/{anthropic_id}", **kw)
     client.chat.completions.create(model=f"amazon-bedrock/{bedrock_id}", **kw)
-    return claude.last.body, bedrock.last.body.get("additionalModelRequestFields", {})
+    return fake_claude.last.body, fake_bedrock.last.body.get("additionalModelRequestFields", {})
 
 
 @pytest.mark.parametrize(
@@ -74,37 +62,44 @@ def both(
 )
 def test_adaptive_effort_is_the_same_on_both_routes(
     client: openai.OpenAI,
-    claude: FakeAnthropic,
-    bedrock: FakeBedrock,
+    fake_claude: FakeAnthropic,
+    fake_bedrock: FakeBedrock,
     anthropic_id: str,
     bedrock_id: str,
     asked: str,
     sent: str,
 ) -> None:
     anthropic_body, fields = both(
-        client, claude, bedrock, anthropic_id, bedrock_id, messages=HI, reasoning_effort=asked
+        client, fake_claude, fake_bedrock, anthropic_id, bedrock_id, messages=HI, reasoning_effort=asked
     )
     assert anthropic_body["output_config"] == fields["output_config"] == {"effort": sent}
     assert anthropic_body["thinking"] == fields["thinking"] == {"type": "adaptive", "display": "summarized"}
 
 
 def test_budget_thinking_differs_only_where_the_routes_differ(
-    client: openai.OpenAI, claude: FakeAnthropic, bedrock: FakeBedrock
+    client: openai.OpenAI, fake_claude: FakeAnthropic, fake_bedrock: FakeBedrock
 ) -> None:
     bedrock_id = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
     anthropic_body, fields = both(
-        client, claude, bedrock, "claude-sonnet-4-5", bedrock_id, messages=HI, tools=[WEATHER], reasoning_effort="high"
+        client,
+        fake_claude,
+        fake_bedrock,
+        "claude-sonnet-4-5",
+        bedrock_id,
+        messages=HI,
+        tools=[WEATHER],
+        reasoning_effort="high",
     )
     # The same budget; Bedrock also asks for the summarized display, which Anthropic's budget thinking omits.
     assert anthropic_body["thinking"] == {"type": "enabled", "budget_tokens": 16384}
     assert fields["thinking"] == {"type": "enabled", "budget_tokens": 16384, "display": "summarized"}
     # The same beta: a header on Anthropic, a body field on Bedrock.
-    assert INTERLEAVED in claude.last.headers["anthropic-beta"].split(",")
+    assert INTERLEAVED in fake_claude.last.headers["anthropic-beta"].split(",")
     assert fields["anthropic_beta"] == [INTERLEAVED]
 
 
 def test_tool_ids_and_unsigned_tool_turns_are_handled_alike(
-    client: openai.OpenAI, claude: FakeAnthropic, bedrock: FakeBedrock
+    client: openai.OpenAI, fake_claude: FakeAnthropic, fake_bedrock: FakeBedrock
 ) -> None:
     call = {"id": "fc.1:x", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
     messages = [
@@ -115,8 +110,8 @@ def test_tool_ids_and_unsigned_tool_turns_are_handled_alike(
     bedrock_id = "anthropic.claude-opus-4-6-v1"
     anthropic_body, fields = both(
         client,
-        claude,
-        bedrock,
+        fake_claude,
+        fake_bedrock,
         "claude-opus-4-6",
         bedrock_id,
         messages=messages,
@@ -125,14 +120,14 @@ def test_tool_ids_and_unsigned_tool_turns_are_handled_alike(
     )
     assert "thinking" not in anthropic_body and fields == {}  # thinking would need signed reasoning here
     assert anthropic_body["messages"][1]["content"][0]["id"] == "fc_1_x"
-    assert bedrock.last.body["messages"][1]["content"][0]["toolUse"]["toolUseId"] == "fc_1_x"
+    assert fake_bedrock.last.body["messages"][1]["content"][0]["toolUse"]["toolUseId"] == "fc_1_x"
 
 
 def test_thinking_that_cannot_be_replayed_signed_is_dropped_on_anthropic_kept_as_text_on_bedrock(
-    client: openai.OpenAI, claude: FakeAnthropic, bedrock: FakeBedrock
+    client: openai.OpenAI, fake_claude: FakeAnthropic, fake_bedrock: FakeBedrock
 ) -> None:
     unsigned = {"role": "assistant", "content": "Sunny.", "reasoning_content": "Check the sky first."}
     messages = [*HI, unsigned, {"role": "user", "content": "and tomorrow?"}]
-    both(client, claude, bedrock, "claude-sonnet-4-5", "anthropic.claude-sonnet-4-6", messages=messages)
-    assert claude.last.body["messages"][1]["content"] == [{"type": "text", "text": "Sunny."}]
-    assert bedrock.last.body["messages"][1]["content"] == [{"text": "Check the sky first."}, {"text": "Sunny."}]
+    both(client, fake_claude, fake_bedrock, "claude-sonnet-4-5", "anthropic.claude-sonnet-4-6", messages=messages)
+    assert fake_claude.last.body["messages"][1]["content"] == [{"type": "text", "text": "Sunny."}]
+    assert fake_bedrock.last.body["messages"][1]["content"] == [{"text": "Check the sky first."}, {"text": "Sunny."}]

@@ -40,30 +40,12 @@ def responses() -> Iterator[FakeResponses]:
 
 
 @pytest.fixture
-def claude() -> Iterator[FakeAnthropic]:
-    server = FakeAnthropic().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bedrock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBedrock]:
-    server = FakeBedrock({"AKIDSTATIC0000000XYZ": ("static-secret", None)}).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDSTATIC0000000XYZ")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "static-secret")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def client(
     isolated_env: Path,
     gemini: FakeGemini,
     responses: FakeResponses,
-    claude: FakeAnthropic,
-    bedrock: FakeBedrock,
+    fake_claude: FakeAnthropic,
+    fake_bedrock: FakeBedrock,
     start_proxy: Any,
 ) -> openai.OpenAI:
     models_json(
@@ -82,14 +64,14 @@ def client(
                 "models": [{"id": "gpt-4.1"}],
             },
             "claude": {
-                "baseUrl": claude.url,
+                "baseUrl": fake_claude.url,
                 "api": "anthropic-messages",
                 "apiKey": "sk-ant-test",
                 "models": [{"id": "claude-sonnet-4-5", "maxTokens": 64000}],
             },
         },
     )
-    assert os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] == bedrock.url
+    assert os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] == fake_bedrock.url
     return start_proxy().client()  # type: ignore[no-any-return]
 
 
@@ -125,23 +107,23 @@ def test_responses_gets_service_tier_and_metadata(client: openai.OpenAI, respons
     assert isinstance(info.value.body, dict) and info.value.body["param"] == "n"
 
 
-def test_anthropic_gets_the_user_id_from_metadata(client: openai.OpenAI, claude: FakeAnthropic) -> None:
+def test_anthropic_gets_the_user_id_from_metadata(client: openai.OpenAI, fake_claude: FakeAnthropic) -> None:
     client.chat.completions.create(
         model="claude/claude-sonnet-4-5", messages=HI, metadata={"user_id": "u-7", **TAGS}, **SAMPLING
     )
-    body = claude.last.body
+    body = fake_claude.last.body
     assert body["metadata"] == {"user_id": "u-7"}  # the only metadata Anthropic accepts
     assert not set(SAMPLING) & set(body) and "service_tier" not in body
     client.chat.completions.create(model="claude/claude-sonnet-4-5", messages=HI, user="u-8", metadata={"user_id": "x"})
-    assert claude.last.body["metadata"] == {"user_id": "u-8"}
+    assert fake_claude.last.body["metadata"] == {"user_id": "u-8"}
 
 
-def test_bedrock_gets_request_metadata(client: openai.OpenAI, bedrock: FakeBedrock) -> None:
+def test_bedrock_gets_request_metadata(client: openai.OpenAI, fake_bedrock: FakeBedrock) -> None:
     out = client.chat.completions.create(
         model="amazon-bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0", messages=HI, metadata=TAGS, **SAMPLING
     )
     assert out.choices[0].message.content == "Echo: hello"
-    body = bedrock.last.body
+    body = fake_bedrock.last.body
     assert body["requestMetadata"] == TAGS
     assert set(body) <= {"messages", "system", "inferenceConfig", "requestMetadata"}
 
