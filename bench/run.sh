@@ -18,6 +18,10 @@
 #   ANTHROPIC [0]    1 adds the translated path (OpenAI chat in, Anthropic Messages upstream)
 #   TRANSPORTS [0]   1 also runs ours once per SWITCHBOARD_UPSTREAM_CLIENT=aiohttp|httpx-aiohttp|httpx
 #   SERVERS [0]      1 also runs ours once per SWITCHBOARD_ASGI_SERVER=uvicorn|granian (skipped if it won't start)
+#   GATEWAY [1]      1 also runs ours as a team gateway: a virtual key on every request and usage recorded, with
+#                    SQLite (gw-sqlite) and, when they answer on 127.0.0.1, PostgreSQL + Redis (gw-pg-redis);
+#                    each with its own memory phase.  PG_URL [postgresql://postgres@127.0.0.1:5432]
+#                    REDIS_URL [redis://127.0.0.1:6379/0]
 #   LATENCY [1]      0 skips the one-connection latency runs
 #   MEM [1]          0 skips the memory phase;  MEM_N [100000] requests in it (two halves)
 #   MEM_TIMEOUT [150] seconds allowed per half;  GROWTH_TOL_MB [2] allowed RSS growth between halves
@@ -32,7 +36,11 @@ repo=$(cd "$here/.." && pwd)
 
 D=${D:-5}; C=${C:-32}
 OURS=${OURS:-1}; LITELLM=${LITELLM:-1}; FLOOR=${FLOOR:-1}; ANTHROPIC=${ANTHROPIC:-0}
-TRANSPORTS=${TRANSPORTS:-0}; SERVERS=${SERVERS:-0}; LATENCY=${LATENCY:-1}
+TRANSPORTS=${TRANSPORTS:-0}; SERVERS=${SERVERS:-0}; LATENCY=${LATENCY:-1}; GATEWAY=${GATEWAY:-1}
+PG_URL=${PG_URL:-postgresql://postgres@127.0.0.1:5432}; REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+#: The client key every request sends (a gateway run replaces it with the virtual key it created).
+BENCH_KEY=sk-bench-1234
+BENCH_MASTER=sk-sb-master-bench-0123456789abcdef
 MEM=${MEM:-1}; MEM_N=${MEM_N:-100000}; MEM_TIMEOUT=${MEM_TIMEOUT:-150}; GROWTH_TOL_MB=${GROWTH_TOL_MB:-2}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18080}; PROXY_PORT=${PROXY_PORT:-18081}
 LITELLM_PORT=${LITELLM_PORT:-18082}; FLOOR_PORT=${FLOOR_PORT:-18083}; OURS_PORT=${OURS_PORT:-18090}
@@ -207,7 +215,7 @@ rows=(); lat_rows=()
 check(){ # name url model script -> 0 if the target answers a sane 2xx; prints a check line
   local name=$1 url=$2 model=$3 script=$4 code body n last
   code=$(curl --noproxy '*' -sN -o "$work/check.out" -w '%{http_code}' --max-time 20 \
-    -H 'Content-Type: application/json' -H 'Authorization: Bearer sk-bench-1234' \
+    -H 'Content-Type: application/json' -H "Authorization: Bearer $BENCH_KEY" \
     --data-binary "$(body_of "$script" "$model")" "$url" 2>/dev/null)
   body=$(head -c 300 "$work/check.out" | tr '\n' ' ')
   if [ "${code:0:1}" != 2 ]; then
@@ -254,7 +262,7 @@ parse_wrk(){ # file -> "rps p50_ms p99_ms non2xx socket_errors"
 fmt_ms(){ awk -v v="$1" 'BEGIN { if (v < 0) print "-"; else if (v < 1) printf "%.3f ms", v; else if (v < 100) printf "%.2f ms", v; else printf "%.0f ms", v }'; }
 
 run_wrk(){ # out-file conns duration url model script
-  sed "s|MODEL|$5|" "$here/$6" > "$work/req.lua"
+  sed "s|MODEL|$5|; s|sk-bench-1234|$BENCH_KEY|" "$here/$6" > "$work/req.lua"
   wrk -t1 -c"$2" -d"$3s" --timeout 10s --latency -s "$work/req.lua" "$4" >"$1" 2>&1
 }
 
@@ -413,7 +421,7 @@ ours_targets(){ # suffix ; runs the throughput (and one-connection) rows against
 
 mem_half(){ # pid n label -> runs exactly n non-streaming requests at -c$C; prints a line
   local pid=$1 n=$2 label=$3 w t0 ms line
-  sed "s|MODEL|bench/gpt-bench|" "$here/count.lua" > "$work/count.lua"
+  sed "s|MODEL|bench/gpt-bench|; s|sk-bench-1234|$BENCH_KEY|" "$here/count.lua" > "$work/count.lua"
   rm -f "$work/count.done"
   t0=$(now_ms)
   BENCH_N=$n BENCH_DONE_FILE="$work/count.done" \
@@ -493,6 +501,53 @@ if [ -n "$ours_bin" ]; then
   done
 fi
 
+# ---------------------------------------------------------------- ours as a team gateway
+gw_labels=(); gw_mem=()
+gateway_key(){ # -> sets BENCH_KEY to a new virtual key of the running ours (no limits: the cost of checking them is measured)
+  local out
+  out=$(curl --noproxy '*' -s --max-time 20 -H "Authorization: Bearer $BENCH_MASTER" -H 'Content-Type: application/json' \
+    --data-binary '{"name": "bench", "budget": 1000000, "rpm": 100000000, "tpm": 100000000000, "parallel": 100000}' \
+    "http://127.0.0.1:$OURS_PORT/admin/v1/keys")
+  BENCH_KEY=$(printf '%s' "$out" | "$floor_py" -c 'import json, sys; print(json.load(sys.stdin)["key"])' 2>/dev/null) || BENCH_KEY=""
+  [ -n "$BENCH_KEY" ] || { say "could not create a virtual key: ${out:0:200}"; BENCH_KEY=sk-bench-1234; return 1; }
+}
+gateway_run(){ # label env-assignments...
+  local label=$1; shift
+  if start_ours "$label" SWITCHBOARD_MASTER_KEY="$BENCH_MASTER" "$@"; then
+    if gateway_key; then
+      gw_labels+=("$label")
+      bench "ours[$label]"        "http://127.0.0.1:$OURS_PORT/v1/chat/completions" bench/gpt-bench        post.lua        ours python-floor
+      bench "ours-stream[$label]" "http://127.0.0.1:$OURS_PORT/v1/chat/completions" bench-stream/gpt-bench post-stream.lua ours-stream python-floor-stream
+      latency "ours[$label]" "http://127.0.0.1:$OURS_PORT/v1/chat/completions" bench/gpt-bench post.lua
+      if on "$MEM" && [ "${CHECKED[ours[$label]]:-}" = ok ]; then
+        local saved=$mem_verdict
+        mem_lines+=("ours[$label]:")
+        memory_phase "$ours_pid"; gw_mem+=("memory of ours[$label] after $MEM_N requests: $mem_verdict")
+        mem_verdict=$saved
+      fi
+      curl --noproxy '*' -s --max-time 20 -H "Authorization: Bearer $BENCH_MASTER" \
+        "http://127.0.0.1:$OURS_PORT/admin/v1/usage?group_by=key&since=1d" > "$work/usage-$label.json"
+      say "ours[$label] ledger: $(head -c 300 "$work/usage-$label.json")"
+    fi
+    BENCH_KEY=sk-bench-1234
+    stop_group "$ours_pid"; forget "$ours_pid"
+  else
+    k="ours[$label]"; rows+=("$k"); NOTE[$k]="skipped: ${OURS_INFO[$label]}"
+  fi
+}
+if [ -n "$ours_bin" ] && on "$GATEWAY"; then
+  gateway_run gw-sqlite
+  if (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+    gw_db="sb_bench_$$"
+    "$floor_py" -c "import asyncio, asyncpg
+async def main():
+    c = await asyncpg.connect('$PG_URL/postgres'); await c.execute('DROP DATABASE IF EXISTS $gw_db WITH (FORCE)'); await c.execute('CREATE DATABASE $gw_db'); await c.close()
+asyncio.run(main())" && gateway_run gw-pg-redis SWITCHBOARD_DATABASE_URL="$PG_URL/$gw_db" SWITCHBOARD_REDIS_URL="$REDIS_URL"
+  else
+    say "gw-pg-redis skipped: PostgreSQL (5432) or Redis (6379) does not answer on 127.0.0.1"
+  fi
+fi
+
 # ---------------------------------------------------------------- report
 echo
 echo "== Throughput: wrk -t1 -c$C, ${D}s per target after a 1 s warm-up at -c8 (rps: requests/s; x litellm: ours/litellm rps)"
@@ -536,6 +591,19 @@ if [ -n "${RPS[litellm]:-}" ] && [ -n "$ours_bin" ]; then
 else
   echo "n/a (needs both LiteLLM and ours)"
 fi
+
+for v in "${gw_mem[@]+"${gw_mem[@]}"}"; do verdicts+=("$v"); done
+for label in "${gw_labels[@]+"${gw_labels[@]}"}"; do
+  for pair in "ours[$label]:ours" "ours-stream[$label]:ours-stream"; do
+    g=${pair%%:*}; p=${pair#*:}
+    if clean "$g" && clean "$p"; then
+      verdicts+=("$g of plain $p: $(awk -v a="${RPS[$g]}" -v b="${RPS[$p]}" 'BEGIN {
+        printf "%s (%.0f%%, target >= 80%%)", (a / b >= 0.8) ? "PASS" : "FAIL", 100 * a / b }')")
+    else
+      verdicts+=("$g of plain $p: n/a")
+    fi
+  done
+done
 
 if on "$LATENCY"; then
   echo

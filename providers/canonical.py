@@ -170,6 +170,22 @@ class Request:
 
 @dataclass(slots=True)
 class Usage:
+    """Tokens one exchange consumed, in one convention whatever the provider reported (OpenAI's):
+
+    * ``input_tokens`` is every prompt token the provider processed, **including** the cache reads and
+      cache writes; ``cache_read_tokens`` and ``cache_write_tokens`` are parts of it, so the uncached
+      input is ``input_tokens - cache_read_tokens - cache_write_tokens``. (OpenAI ``prompt_tokens`` and
+      Gemini ``promptTokenCount`` already include cached tokens; Anthropic ``input_tokens`` and Bedrock
+      ``inputTokens`` exclude them, so their decoders add the cache counts.)
+    * ``output_tokens`` is every generated token, **including** reasoning/thinking; ``reasoning_tokens``
+      is part of it. (OpenAI ``completion_tokens``, Anthropic and Bedrock output counts include it;
+      Gemini ``candidatesTokenCount`` and xAI ``completion_tokens`` exclude it, so their decoders add it.)
+
+    So a price list bills ``input - cache_read - cache_write`` at the input price, each cache count at
+    its own, and ``output_tokens`` once at the output price (:func:`providers.pricing.cost_of`);
+    ``reasoning_tokens`` is never added again.
+    """
+
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0

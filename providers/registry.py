@@ -23,6 +23,7 @@ __all__ = [
     "Cost",
     "CostTier",
     "Model",
+    "ModelKind",
     "ModelRow",
     "Provider",
     "Registry",
@@ -45,6 +46,8 @@ API_NAMES = (
 )
 
 AuthStyle = Literal["bearer", "x-api-key", "x-goog-api-key", "api-key", "none"]
+#: A catalog row's ``kind``: each surface serves one kind and refuses the other with a 400.
+ModelKind = Literal["chat", "embedding"]
 
 _DEFAULT_AUTH: dict[str, AuthStyle] = {
     "anthropic-messages": "x-api-key",
@@ -133,6 +136,8 @@ class Model:
     thinking_level_map: Mapping[str, str | None] | None = None
     #: "catalog" (shipped data), "discovered" (provider's model list), "models.json".
     source: str = "catalog"
+    #: What the model does: "chat" (the chat surfaces) or "embedding" (``POST /v1/embeddings`` only).
+    kind: ModelKind = "chat"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +205,7 @@ class ModelRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="
     headers: dict[str, str] = {}
     compat: Compat | None = None
     thinking_level_map: dict[str, str | None] | None = None
+    kind: ModelKind = "chat"
 
 
 def model_from_row(row: Any, source: str) -> Model:
@@ -218,6 +224,7 @@ def model_from_row(row: Any, source: str) -> Model:
         compat=row.compat,
         thinking_level_map=row.thinking_level_map,
         source=source,
+        kind=row.kind,
     )
 
 

@@ -16,7 +16,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Event", "EventSplitter", "SSEParser", "encode_event"]
+__all__ = [
+    "Event",
+    "EventSplitter",
+    "SSEParser",
+    "TextRun",
+    "encode_event",
+    "is_json_text",
+    "raw_event",
+]
 
 # An empty line: a line terminator directly followed by another. CR LF counts as one terminator.
 _BOUNDARY = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
@@ -154,24 +162,35 @@ class SSEParser:
         self._buf = buf[end + 2 :]
         out: list[tuple[str, bytes]] = []
         for block in buf[:end].split(b"\n\n"):
-            nl = block.find(b"\n")
-            if (
-                nl > 7
-                and block.startswith(b"event: ")
-                and block.startswith(b"data: ", nl + 1)
-                and block.find(b"\n", nl + 1) < 0
-            ):
-                # One event line, one data line: what almost every provider sends.
-                name = _NAMES.get(block[7:nl])
-                if name is None:
-                    name = block[7:nl].decode("utf-8", "replace")
-                out.append((name, block[nl + 7 :]))
-                continue
-            if block:
-                ev = _read_block(block)
-                if ev is not None:
-                    out.append((ev.event, ev.data.encode()))
+            pair = raw_event(block)
+            if pair is not None:
+                out.append(pair)
         return out
+
+    def feed_complete(self, chunk: bytes) -> bytes | None:
+        """:meth:`feed_raw`'s usual case one step earlier, for a translator that recognises its commonest
+        event by its bytes: the events this chunk completes as one piece of bytes, LF line ends, a blank
+        line between two events and none after the last (b"": none complete; read the others with
+        :func:`raw_event` on each ``split(b"\\n\\n")`` part). None, with the chunk not consumed, when the
+        general rules apply (CR line ends, an event half-parsed, an empty chunk): call :meth:`feed_raw`."""
+        if (
+            not chunk
+            or self._cr_pending
+            or self._data
+            or self._event
+            or self._id is not None
+            or self._retry is not None
+        ):
+            return None
+        buf = self._buf + chunk if self._buf else chunk
+        if b"\r" in buf:
+            return None
+        end = buf.rfind(b"\n\n")
+        if end < 0:
+            self._buf = buf
+            return b""
+        self._buf = buf[end + 2 :]
+        return buf[:end]
 
     def close(self) -> list[Event]:
         """Dispatch what an unterminated final event holds (the spec drops it; providers rely on it)."""
@@ -231,6 +250,26 @@ _NAMES = {
 }
 
 
+def raw_event(block: bytes) -> tuple[str, bytes] | None:
+    """One event's block (its lines, no blank line) as ``(event, data)``, data as UTF-8 bytes (None: no data)."""
+    nl = block.find(b"\n")
+    if (
+        nl > 7
+        and block.startswith(b"event: ")
+        and block.startswith(b"data: ", nl + 1)
+        and block.find(b"\n", nl + 1) < 0
+    ):
+        # One event line, one data line: what almost every provider sends.
+        name = _NAMES.get(block[7:nl])
+        if name is None:
+            name = block[7:nl].decode("utf-8", "replace")
+        return name, block[nl + 7 :]
+    if not block:
+        return None
+    ev = _read_block(block)
+    return None if ev is None else (ev.event, ev.data.encode())
+
+
 def _read_block(block: bytes) -> Event | None:
     """One event's lines (LF-separated, no blank line between them), by the rules of :meth:`SSEParser._line`."""
     nl = block.find(b"\n")
@@ -271,3 +310,35 @@ def encode_event(data: bytes | str, event: str | None = None) -> bytes:
     payload = data.encode() if isinstance(data, str) else data
     head = b"event: " + event.encode() + b"\n" if event else b""
     return head + b"data: " + payload + b"\n\n"
+
+
+# --- text left as JSON, for translators that splice it from one JSON event into another -------------------
+
+
+class TextRun:
+    """Consecutive non-empty text deltas, each the content of its JSON string (no quotes) exactly as
+    ``msgspec.json.encode`` writes the text (see :func:`is_json_text`): what a decoder's ``feed_spliced``
+    gives in place of their ``TextDelta`` events, for an encoder that writes JSON to frame as they are."""
+
+    __slots__ = ("texts",)
+
+    def __init__(self, texts: list[bytes]) -> None:
+        self.texts = texts
+
+
+_QUOTE_BACKSLASH_CONTROL = re.compile(rb'["\\\x00-\x1f]')
+
+
+def is_json_text(text: bytes) -> bool:
+    """``b'"' + text + b'"'`` is a JSON string that ``msgspec.json.encode`` writes byte for byte the same
+    for the text it holds: valid UTF-8 without quote, backslash (no escape to normalise) or control
+    character."""
+    if _QUOTE_BACKSLASH_CONTROL.search(text) is not None:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.decode()
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -77,6 +77,10 @@ class Timeouts:
 
 
 class UpstreamResponse(Protocol):
+    """An answer whose headers arrived. An implementation may also have ``ended() -> bool``: True once the
+    whole body arrived and ``chunks`` has yielded all of it, answered without suspending (a stream's relay
+    then sends the last chunk together with the stream's end)."""
+
     status: int
     headers: Mapping[str, str]
 
@@ -162,6 +166,10 @@ class _AiohttpResponse:
             raise timeout_error(self._url, self._t, self._provider) from exc
         except aiohttp.ClientError as exc:
             raise broken_off(self._url, exc, self._provider) from exc
+
+    def ended(self) -> bool:
+        """The body is complete and all of it was read (aiohttp parsed its end with its last bytes)."""
+        return self._resp.content.at_eof()
 
     async def close(self) -> None:
         self.close_now()

@@ -13,16 +13,21 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request, Response, asgi, get
+from litestar import Litestar, Request, Response, asgi, get, head
 from litestar.exceptions import HTTPException
 from litestar.types import Receive, Scope, Send
 
-from providers.errors import InvalidRequest, SwitchboardError
+from providers.errors import InvalidRequest, NotFound, SwitchboardError
 
 from .asgi import hide_paths
 from .chat import handle_chat_completions
+from .completions import handle_completions
 from .config import Paths, ServerConfig
+from .embeddings import handle_embeddings
+from .gateway.admin import admin_router
+from .messages import anthropic_model_list, handle_count_tokens, handle_messages
 from .models import get_model, list_models
+from .responses import handle_responses, response_not_stored
 from .runtime import Runtime
 
 __all__ = ["create_app"]
@@ -41,15 +46,76 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
     await handle_chat_completions(rt, scope, receive, send)  # type: ignore[arg-type]
 
 
-@get(path=["/v1/models", "/models"], sync_to_thread=False)
-def models_list(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    return {"object": "list", "data": list_models(_rt(request))}
+@asgi(path=["/v1/responses", "/responses"], copy_scope=False)
+async def responses(scope: Scope, receive: Receive, send: Send) -> None:
+    rt: Runtime = scope["litestar_app"].state.runtime
+    await handle_responses(rt, scope, receive, send)  # type: ignore[arg-type]
 
 
-@get(path=["/v1/models/{model_id:path}", "/models/{model_id:path}"], sync_to_thread=False)
-def models_get(request: Request[Any, Any, Any]) -> dict[str, Any]:
+@get(path=["/v1/responses/{response_id:str}", "/responses/{response_id:str}"])
+async def responses_get(request: Request[Any, Any, Any]) -> None:
+    """Switchboard keeps no responses (stateless, ``store: false``): a clear 404 saying what to send."""
+    rt = _rt(request)
+    if rt.gateway is not None:
+        from .gateway.steps import bearer_token
+
+        await rt.gateway.steps.caller(bearer_token(request.scope["headers"]))
+    raise response_not_stored()
+
+
+@asgi(path=["/v1/messages", "/messages"], copy_scope=False)
+async def messages(scope: Scope, receive: Receive, send: Send) -> None:
+    rt: Runtime = scope["litestar_app"].state.runtime
+    await handle_messages(rt, scope, receive, send)  # type: ignore[arg-type]
+
+
+@asgi(path=["/v1/messages/count_tokens", "/messages/count_tokens"], copy_scope=False)
+async def messages_count_tokens(scope: Scope, receive: Receive, send: Send) -> None:
+    rt: Runtime = scope["litestar_app"].state.runtime
+    await handle_count_tokens(rt, scope, receive, send)  # type: ignore[arg-type]
+
+
+@asgi(path=["/v1/embeddings", "/embeddings"], copy_scope=False)
+async def embeddings(scope: Scope, receive: Receive, send: Send) -> None:
+    rt: Runtime = scope["litestar_app"].state.runtime
+    await handle_embeddings(rt, scope, receive, send)  # type: ignore[arg-type]
+
+
+@asgi(path=["/v1/completions", "/completions"], copy_scope=False)
+async def completions(scope: Scope, receive: Receive, send: Send) -> None:
+    rt: Runtime = scope["litestar_app"].state.runtime
+    await handle_completions(rt, scope, receive, send)  # type: ignore[arg-type]
+
+
+@get(path=["/v1/models", "/models"])
+async def models_list(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    rt = _rt(request)
+    entries = list_models(rt)
+    if rt.gateway is not None:
+        # With the gateway on, a virtual key sees only the models it may use.
+        from .gateway.steps import bearer_token, entry_allowed
+
+        caller = await rt.gateway.steps.caller(bearer_token(request.scope["headers"]))
+        if caller.key is not None:
+            entries = [e for e in entries if entry_allowed(caller.key, e)]
+    if "anthropic-version" in request.headers:
+        # Anthropic's SDKs and Claude Code read the list in Anthropic's shape.
+        return anthropic_model_list(entries)
+    return {"object": "list", "data": entries}
+
+
+@get(path=["/v1/models/{model_id:path}", "/models/{model_id:path}"])
+async def models_get(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    rt = _rt(request)
     # Read from path_params rather than the signature: ids contain "/" and ":".
-    return get_model(_rt(request), str(request.path_params["model_id"]).lstrip("/"))
+    entry = get_model(rt, str(request.path_params["model_id"]).lstrip("/"))
+    if rt.gateway is not None:
+        from .gateway.steps import bearer_token, entry_allowed
+
+        caller = await rt.gateway.steps.caller(bearer_token(request.scope["headers"]))
+        if caller.key is not None and not entry_allowed(caller.key, entry):
+            raise NotFound(f"model {entry['id']!r} is not available to this key", code="model_not_found")
+    return entry
 
 
 @get(path="/healthz", sync_to_thread=False)
@@ -63,17 +129,54 @@ def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return {"status": "degraded", "providers": len(rt.registry), "problems": problems}
 
 
-def _error_response(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+@head(path=["/", "/healthz"], sync_to_thread=False)
+def probe() -> None:
+    """200 with no body: Claude Code probes ``HEAD /`` before its first request, load balancers
+    ``HEAD /healthz``."""
+
+
+#: Every endpoint, for the 404 that lists them (each also served without the /v1 prefix).
+_ENDPOINTS = (
+    "POST /v1/chat/completions, POST /v1/completions, POST /v1/responses, GET /v1/responses/{id}, "
+    "POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/embeddings, GET /v1/models, "
+    "GET /v1/models/{id}, GET /healthz"
+)
+#: Longest request path quoted back in a 404.
+_MAX_QUOTED_PATH = 200
+
+
+def _quoted_path(request: Request[Any, Any, Any]) -> str:
+    path = str(request.scope.get("path", ""))
+    return path if len(path) <= _MAX_QUOTED_PATH else path[:_MAX_QUOTED_PATH] + "..."
+
+
+def _no_such_endpoint(request: Request[Any, Any, Any]) -> str:
+    """The 404 for an unknown path: it names the method and path, so a client that reports "not found"
+    as a missing model still shows what was asked, and lists what is served."""
+    return (
+        f"Switchboard has no endpoint {request.method} {_quoted_path(request)}; it serves {_ENDPOINTS} (each "
+        "also without /v1) and, with a master key (SWITCHBOARD_MASTER_KEY), the admin API under /admin/v1. "
+        "Check the client's base URL: http://<host>:<port>/v1 for OpenAI clients, http://<host>:<port> for "
+        "Anthropic's"
+    )
+
+
+def _error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     if isinstance(exc, SwitchboardError):
         err = exc
     elif isinstance(exc, HTTPException):
         status = exc.status_code
         detail = exc.detail
+        headers = None
         if status == 404:
-            detail = "no such endpoint; Switchboard serves /v1/chat/completions, /v1/models and /healthz"
+            detail = _no_such_endpoint(request)
         elif status == 405:
-            detail = "method not allowed on this endpoint"
-        err = InvalidRequest(detail, status=status, code="not_found" if status == 404 else None)
+            allow = (exc.headers or {}).get("allow", "")
+            detail = f"{request.method} is not allowed on {_quoted_path(request)}"
+            if allow:
+                detail += f"; it answers {allow}"
+                headers = {"allow": allow}  # a 405 must say what is allowed (RFC 9110)
+        err = InvalidRequest(detail, status=status, code="not_found" if status == 404 else None, headers=headers)
     else:
         log.exception("unexpected error")
         err = SwitchboardError("internal error in Switchboard; see the server log", code="internal_error")
@@ -109,7 +212,20 @@ def create_app(paths: Paths, config: ServerConfig, cli_keys: Mapping[str, str] |
             await runtime.stop()
 
     app = Litestar(
-        route_handlers=[chat_completions, models_list, models_get, healthz],
+        route_handlers=[
+            chat_completions,
+            responses,
+            responses_get,
+            messages,
+            messages_count_tokens,
+            embeddings,
+            completions,
+            models_list,
+            models_get,
+            healthz,
+            probe,
+            admin_router(),
+        ],
         lifespan=[lifespan],
         exception_handlers={Exception: _error_response},
         openapi_config=None,

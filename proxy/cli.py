@@ -18,6 +18,7 @@ from providers.errors import ConfigError, SwitchboardError
 from providers.registry import Registry
 
 from .cli_auth import add_auth_commands
+from .cli_keys import add_gateway_commands
 from .config import Paths, ServerConfig, load_server_config
 
 __all__ = ["main"]
@@ -75,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="print JSON like GET /v1/models")
     models.set_defaults(func=_models)
     add_auth_commands(sub)
+    add_gateway_commands(sub)
     return p
 
 
@@ -146,18 +148,20 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or config.host
     port = args.port if args.port is not None else config.port
     insecure = args.insecure_no_auth or config.insecure_no_auth
-    if not is_loopback(host) and not insecure:
+    gateway = bool(config.master_key or os.environ.get("SWITCHBOARD_MASTER_KEY"))
+    if not is_loopback(host) and not insecure and not gateway:
         raise ConfigError(
-            f"refusing to serve on {host}: clients are not authenticated yet, so anyone who can reach it "
-            "would spend your provider credits. Bind 127.0.0.1, or pass --insecure-no-auth if the "
-            "network itself is trusted"
+            f"refusing to serve on {host}: no master key is set, so clients are not authenticated and anyone "
+            "who can reach it would spend your provider credits. Set SWITCHBOARD_MASTER_KEY (or master_key in "
+            "config.json) to require virtual keys, bind 127.0.0.1, or pass --insecure-no-auth if the network "
+            "itself is trusted"
         )
     cli_keys = _parse_api_keys(_read_key_sources(args.api_key), build_registry(paths)) if args.api_key else {}
     app = create_app(paths, config, cli_keys)
     runtime = app.state.runtime
     usable = [p.id for p in runtime.registry if runtime.credentials.available(p)]
     server = build_server(app, config, host, port)
-    if insecure:
+    if insecure and not gateway:
         log.warning(
             "--insecure-no-auth: clients are not authenticated; anyone who can reach %s:%d spends your "
             "provider credits",

@@ -12,12 +12,22 @@ with their path). Example::
       "discovery": {"enabled": true, "interval": 3600},
       "allowed_hosts": ["switchboard.internal"],
       "max_connections": 1000,
-      "max_body_mb": 64
+      "max_body_mb": 64,
+      "master_key": "$SWITCHBOARD_MASTER_KEY",
+      "database_url": "postgresql://switchboard@db/switchboard",
+      "redis_url": "redis://redis:6379/0"
     }
 
 ``allowed_hosts`` lists the ``Host`` names served besides loopback ones (``"*"`` serves any): needed
 behind a reverse proxy that forwards its own host name. Bound to a loopback address, any other ``Host``
 is refused, so a web page whose DNS name was rebound to 127.0.0.1 cannot read the answers.
+
+``master_key`` turns the team gateway on (:mod:`proxy.gateway`): clients then need a virtual key, and
+the admin API and usage ledger are served. Its value takes the forms of ``auth.json`` (literal,
+``$VAR``, ``!command`` when config.json is owned by you). ``database_url`` (default SQLite in
+``SWITCHBOARD_HOME``) and ``redis_url`` (limits and key changes shared by replicas) go with it. The
+environment variables ``SWITCHBOARD_MASTER_KEY``, ``SWITCHBOARD_DATABASE_URL`` and
+``SWITCHBOARD_REDIS_URL`` take precedence over the file.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ import msgspec
 
 from providers.errors import ConfigError
 
-__all__ = ["Paths", "ServerConfig", "load_server_config"]
+__all__ = ["GatewayConfig", "Paths", "ServerConfig", "load_server_config"]
 
 _Positive = Annotated[float, msgspec.Meta(gt=0)]
 
@@ -80,6 +90,14 @@ class DiscoveryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     interval: float = 3600.0
 
 
+class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    #: Seconds between two full reloads of the keys from the store (a change made elsewhere without
+    #: Redis, such as ``switchboard keys`` on the same SQLite file, is seen within this time).
+    key_refresh: _Positive = 10.0
+    #: Seconds between two batched writes of the usage ledger (a crash loses at most this much).
+    ledger_flush: _Positive = 1.0
+
+
 class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8642
@@ -95,9 +113,21 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_connections: Annotated[int, msgspec.Meta(ge=1)] | None = None
     #: Largest request body accepted, in MiB (base64 images make bodies large).
     max_body_mb: _Positive = 64.0
+    #: The gateway's master key (see the module docstring); None: no client authentication.
+    master_key: str | None = None
+    #: SQLAlchemy-style URL of the keys and usage store; None: SQLite at $SWITCHBOARD_HOME/switchboard.db.
+    database_url: str | None = None
+    #: Redis for limits and key invalidation shared by replicas; None: kept in process.
+    redis_url: str | None = None
+    gateway: GatewayConfig = GatewayConfig()
 
 
 def load_server_config(path: Path) -> ServerConfig:
+    """``config.json`` (defaults when it does not exist), with the environment's store URLs applied."""
+    return _with_env(_read_server_config(path))
+
+
+def _read_server_config(path: Path) -> ServerConfig:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -105,8 +135,21 @@ def load_server_config(path: Path) -> ServerConfig:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
     try:
-        return msgspec.json.decode(raw, type=ServerConfig)
+        config = msgspec.json.decode(raw, type=ServerConfig)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{path}: {str(exc).replace('`$', '`config')}") from exc
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
+    return config
+
+
+def _with_env(config: ServerConfig) -> ServerConfig:
+    """The store URLs from the environment over the file's (a container sets them per replica). The
+    master key is not read here: an environment value is a literal, a file value may be a ``!command``
+    (see :func:`proxy.gateway.gateway.master_key_value`)."""
+    env = os.environ
+    db = env.get("SWITCHBOARD_DATABASE_URL") or config.database_url
+    redis = env.get("SWITCHBOARD_REDIS_URL") or config.redis_url
+    if db == config.database_url and redis == config.redis_url:
+        return config
+    return msgspec.structs.replace(config, database_url=db, redis_url=redis)

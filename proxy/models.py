@@ -27,6 +27,7 @@ def model_entry(provider: Provider, model: Model, created: int) -> dict[str, Any
         "api": model.api or provider.api,
         "context_window": model.context_window,
         "max_tokens": model.max_tokens,
+        "kind": model.kind,
         "reasoning": model.reasoning,
         "input": list(model.input),
         "pricing": {

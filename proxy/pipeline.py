@@ -2,10 +2,10 @@
 
 ::
 
-    steps.authenticate    who is calling, from the headers                 (hook; no-op today)
+    steps.authenticate    who is calling, from the headers                 (gateway: virtual keys)
     surface.decode        the client's bytes → the surface's request (body freed before the upstream call)
     route                 the model name → a Target (router)
-    steps.admit           allow-lists, rate limits, budgets                (hook; no-op today)
+    steps.admit           allow-lists, rate limits, budget reservation     (gateway)
     steps.targets         the Targets to try, in order                     (hook; the routed one today)
     for each Target — a fallback only while nothing was sent to the client:
       credentials         flag → auth.json → env → models.json
@@ -13,7 +13,8 @@
       finalize            the cloud adapter signs or authorizes            (proxy.upstream_call.final_call)
       send                one shared client; a 401 re-resolves the credential once and resends
       decode / encode     native: bytes relayed as they are;  else: wire decoder → surface encoder
-    steps.record          tokens (and later cost) of the exchange           (hook; no-op today)
+    steps.finish          once per admitted request, however it ended: usage, cost, ledger, settling
+                          the reservations (gateway)
 
 Contract of :meth:`Pipeline.handle`: always answers (never raises to the server, except the cancellation
 of a server shutdown, after its last word). Before the first byte every failure is an OpenAI error
@@ -28,10 +29,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar
 
-from providers.canonical import Request, Response, Usage
+from providers.canonical import Usage
 from providers.credentials import ResolvedAuth
 from providers.errors import InvalidRequest, NotImplementedYet, ServerShuttingDown, SwitchboardError
 from providers.request_facts import RequestFacts
@@ -39,18 +41,18 @@ from providers.transport import UpstreamResponse, aclose_quietly
 from providers.wire import translating_wire
 from providers.wire.base import UpstreamCall, WireAPI
 
-from .asgi import DisconnectWatch, Receive, Scope, Send, read_body_buffer, send_error, send_json
-from .router import Target
+from .asgi import DisconnectWatch, Receive, Scope, Send, hide_paths, read_body_buffer, send_json
+from .router import Target, check_kind
 from .runtime import Runtime
 from .streaming import Deadline, Reply, relay
-from .translated import StreamEncoder, TranslatedLeg
 from .upstream_call import error_hint, final_call
 
-__all__ = ["Caller", "Leg", "Pipeline", "Steps", "Surface"]
+__all__ = ["Admit", "Caller", "Leg", "Outcome", "Pipeline", "Steps", "Surface"]
 
 log = logging.getLogger("switchboard")
 
 Headers = list[tuple[bytes, bytes]]
+_JSON = [(b"content-type", b"application/json")]
 In = TypeVar("In")
 
 
@@ -65,6 +67,8 @@ class Leg(Protocol):
     stream: bool
     #: What a cloud adapter may need of the request, read once when the leg was built (None: no adapter).
     facts: RequestFacts | None
+    #: :meth:`usage` was counted by Switchboard (a cut stream without the upstream's usage).
+    estimated: bool
 
     def call(self, auth: ResolvedAuth) -> UpstreamCall:
         """The upstream request; its ``headers`` are added to the credential's (none: sent as they are)."""
@@ -105,26 +109,29 @@ class Surface(Protocol[In]):
 
     def model(self, req: In) -> str: ...
 
-    def passthrough(self, req: In, target: Target, auth: ResolvedAuth, release: bool) -> Leg:
+    def max_output(self, req: In) -> int | None:
+        """The output tokens the client allows (for budget reservations); None: not limited by it."""
+        ...
+
+    def passthrough(self, req: In, target: Target, auth: ResolvedAuth, release: bool, *, meter: bool) -> Leg:
         """The native branch: the body with only the needed edits, bytes relayed back unparsed. ``auth``
         is the Target's credential (a cloud adapter may name another upstream model through it, such as
         Azure's deployment). ``release``: no other Target will need ``req``, free it now (it is as large
-        as the body)."""
+        as the body). ``meter``: the leg must read the exchange's usage (and ask the upstream for it)."""
         ...
 
-    def canonical(self, req: In, target: Target, release: bool) -> Request:
-        """The translated branch's input; raises :class:`InvalidRequest` naming the parameter."""
+    def translate(self, req: In, target: Target, wire: WireAPI, release: bool) -> Leg:
+        """The translated branch: for a chat-like surface a :class:`TranslatedLeg` (its canonical request,
+        ``wire`` upstream, its encoders back); raises :class:`InvalidRequest` naming the parameter."""
         ...
 
-    def encode_response(self, answer: Response, model: str) -> bytes:
-        """A canonical answer → the client's JSON body."""
+    def error_body(self, exc: SwitchboardError) -> bytes:
+        """An error before the first byte in the surface's own envelope (OpenAI's, Anthropic's)."""
         ...
-
-    def stream_encoder(self, model: str, include_usage: bool) -> StreamEncoder: ...
 
 
 class Caller:
-    """Who sent the request, as client authentication will establish it (anonymous until then)."""
+    """Who sent the request, as :meth:`Steps.authenticate` established it (this base: anonymous)."""
 
     __slots__ = ()
 
@@ -132,21 +139,56 @@ class Caller:
 _ANONYMOUS = Caller()
 
 
+class Admit:
+    """What :meth:`Steps.admit` may weigh: the client's model name, where it routed, the request's size."""
+
+    __slots__ = ("body_len", "max_output", "requested", "surface", "target")
+
+    def __init__(self, surface: str, requested: str, target: Target, body_len: int, max_output: int | None) -> None:
+        self.surface = surface
+        self.requested = requested
+        self.target = target
+        self.body_len = body_len
+        self.max_output = max_output
+
+
+class Outcome:
+    """How an admitted request ended, for :meth:`Steps.finish`."""
+
+    __slots__ = ("first_byte", "leg", "started", "status", "target")
+
+    def __init__(self, target: Target) -> None:
+        self.started = time.perf_counter()
+        #: When the answer's head went to the client (perf_counter); None: nothing was sent.
+        self.first_byte: float | None = None
+        #: The Target last tried (the one that answered, when one did).
+        self.target = target
+        #: The client's status: the answer's, the error's, 499 for a client gone, 503 for a shutdown.
+        self.status = 500
+        #: The leg of the last Target tried (its usage), None when no request was built.
+        self.leg: Leg | None = None
+
+
 class Steps:
-    """The pipeline's cross-cutting steps, each a no-op here; later work overrides one method, not a path.
+    """The pipeline's cross-cutting steps, each a no-op here (the gateway's are :mod:`proxy.gateway.steps`).
 
     * :meth:`authenticate` runs before the body is read; raises :class:`SwitchboardError` (401) to refuse.
-    * :meth:`admit` runs once the model is known; raises (403 allow-list, 429 limits) to refuse.
+    * :meth:`admit` runs once the model is known; raises (403 allow-list, 429 limits) to refuse. What it
+      returns (a reservation) goes to :meth:`finish`.
     * :meth:`targets` gives the Targets to try in order (retries, fallbacks); the pipeline moves to the
       next one only while nothing was sent to the client and :meth:`fall_back` accepts the error.
-    * :meth:`record` receives the usage of every answered exchange (the stream's, once it ended); it
-      must not block: queue the write.
+    * :meth:`finish` is called exactly once for every request :meth:`admit` let through, however it
+      ended (answered, failed, cut, client gone, server stopping). It must not block or raise: queue
+      the writes.
     """
+
+    #: Legs read the exchange's usage (an OpenAI stream asks for its usage chunk). Off: not a byte parsed.
+    meter = False
 
     async def authenticate(self, scope: Scope) -> Caller:
         return _ANONYMOUS
 
-    async def admit(self, caller: Caller, model: str) -> None:
+    async def admit(self, caller: Caller, admit: Admit) -> object:
         return None
 
     def targets(self, caller: Caller, routed: Target) -> Sequence[Target]:
@@ -155,32 +197,38 @@ class Steps:
     def fall_back(self, caller: Caller, target: Target, error: SwitchboardError) -> bool:
         return True
 
-    def record(self, caller: Caller, target: Target, usage: Usage | None) -> None:
+    def finish(self, caller: Caller, ticket: object, outcome: Outcome) -> None:
         return None
 
 
 class Pipeline(Generic[In]):
-    __slots__ = ("steps", "surface")
+    """One surface's way through the steps; the steps themselves are the Runtime's (``rt.steps``)."""
 
-    def __init__(self, surface: Surface[In], steps: Steps | None = None) -> None:
+    __slots__ = ("kind", "surface")
+
+    def __init__(self, surface: Surface[In], kind: str = "chat") -> None:
         self.surface = surface
-        self.steps = steps or Steps()
+        #: The kind of model the surface serves ("chat", "embedding"): another kind is a 400 on ``model``.
+        self.kind = kind
 
     async def handle(self, rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
-            await send_error(send, InvalidRequest(f"use POST for {self.surface.path}", status=405))
+            await self._send_error(send, InvalidRequest(f"use POST for {self.surface.path}", status=405))
             return
         reply = Reply()
         try:
             # From the headers alone: a refused client costs no body read.
-            caller = await self.steps.authenticate(scope)
+            caller = await rt.steps.authenticate(scope)
             # Decoded straight from one buffer and not kept: a large body (base64 images) peaks near its size.
-            req = self.surface.decode(await read_body_buffer(receive, scope))
+            body = await read_body_buffer(receive, scope)
+            body_len = len(body)
+            req = self.surface.decode(body)
+            del body
             reply.watch = DisconnectWatch(receive)
-            await self._serve(rt, scope, caller, req, send, reply)
+            await self._serve(rt, scope, caller, req, body_len, send, reply)
         except SwitchboardError as exc:
             log.debug("request failed: %s %s", exc.status, exc.message)
-            await send_error(send, exc)
+            await self._send_error(send, exc)
         except asyncio.CancelledError:
             if reply.client_gone():
                 log.debug("client disconnected; upstream request cancelled")
@@ -188,7 +236,7 @@ class Pipeline(Generic[In]):
                 # The server is stopping (it cancels what outlives timeouts.shutdown); a stream already
                 # ended with its last event in proxy.streaming.
                 with contextlib.suppress(Exception):
-                    await send_error(send, ServerShuttingDown())
+                    await self._send_error(send, ServerShuttingDown())
             # Answered as well as it can be: ending normally keeps the server's log free of a traceback.
             task = asyncio.current_task()
             if task is not None:
@@ -197,31 +245,59 @@ class Pipeline(Generic[In]):
             if reply.watch is not None:
                 reply.watch.stop()
 
-    async def _serve(self, rt: Runtime, scope: Scope, caller: Caller, req: In, send: Send, reply: Reply) -> None:
-        steps = self.steps
-        routed = rt.router.resolve(self.surface.model(req))
-        await steps.admit(caller, routed.public_id)
-        targets = steps.targets(caller, routed)
-        last = len(targets) - 1
-        for i, target in enumerate(targets):
-            try:
-                leg = await self._exchange(rt, scope, req, target, send, reply, release=i == last)
-            except SwitchboardError as exc:
-                if reply.started or i == last or not steps.fall_back(caller, target, exc):
-                    raise
-                log.info("%s failed (%s); trying %s", target.public_id, exc.status, targets[i + 1].public_id)
-                continue
-            steps.record(caller, target, leg.usage())
-            return
+    async def _send_error(self, send: Send, exc: SwitchboardError) -> None:
+        exc.message = hide_paths(exc.message)
+        headers = [*_JSON, *((k.encode(), v.encode()) for k, v in exc.headers.items())]
+        await send_json(send, exc.status, self.surface.error_body(exc), headers)
+
+    async def _serve(
+        self, rt: Runtime, scope: Scope, caller: Caller, req: In, body_len: int, send: Send, reply: Reply
+    ) -> None:
+        steps, surface = rt.steps, self.surface
+        requested = surface.model(req)
+        routed = rt.router.resolve(requested)
+        check_kind(routed, self.kind, surface.path)
+        ticket = await steps.admit(caller, Admit(surface.path, requested, routed, body_len, surface.max_output(req)))
+        outcome = Outcome(routed)
+        try:
+            targets = steps.targets(caller, routed)
+            last = len(targets) - 1
+            for i, target in enumerate(targets):
+                outcome.target = target
+                try:
+                    await self._exchange(rt, scope, req, target, send, reply, outcome, release=i == last)
+                except SwitchboardError as exc:
+                    if reply.started or i == last or not steps.fall_back(caller, target, exc):
+                        raise
+                    log.info("%s failed (%s); trying %s", target.public_id, exc.status, targets[i + 1].public_id)
+                    continue
+                return
+        except SwitchboardError as exc:
+            outcome.status = exc.status
+            raise
+        except asyncio.CancelledError:
+            outcome.status = 499 if reply.client_gone() else 503
+            raise
+        finally:
+            steps.finish(caller, ticket, outcome)
 
     async def _exchange(
-        self, rt: Runtime, scope: Scope, req: In, target: Target, send: Send, reply: Reply, *, release: bool
-    ) -> Leg:
+        self,
+        rt: Runtime,
+        scope: Scope,
+        req: In,
+        target: Target,
+        send: Send,
+        reply: Reply,
+        outcome: Outcome,
+        *,
+        release: bool,
+    ) -> None:
         provider = target.provider
         wire = _wire_for(target, self.surface.native_api)
         auth = rt.credentials.cached(provider.id, target.model) or await rt.credentials.resolve(provider, target.model)
         try:
-            leg = self._build(req, target, auth, wire, release)
+            leg = outcome.leg = self._build(req, target, auth, wire, release, rt.steps.meter)
             t = rt.client.timeouts
             async with Deadline(provider.name, *t.budget(leg.stream)):
                 resp, auth = await _send(rt, scope, target, auth, leg)
@@ -232,6 +308,8 @@ class Pipeline(Generic[In]):
                         await aclose_quietly(resp)
             if leg.stream:
                 reply.started = True
+                outcome.status = 200
+                outcome.first_byte = time.perf_counter()
                 step, finish, fail = leg.stream_steps()
                 await relay(
                     send,
@@ -244,22 +322,23 @@ class Pipeline(Generic[In]):
                     read_timeout=t.read,
                     client_gone=reply.client_gone,
                 )
-                return leg
+                return
             status, body, headers = leg.answer(resp.status, data, resp.headers)
         except SwitchboardError as exc:
             # The one place a message that may quote the provider's answer is masked (and then cut).
             exc.message = auth.scrub(exc.message)
             raise
         reply.started = True
+        outcome.status = status
+        outcome.first_byte = time.perf_counter()
         await send_json(send, status, body, headers)
-        return leg
 
-    def _build(self, req: In, target: Target, auth: ResolvedAuth, wire: WireAPI | None, release: bool) -> Leg:
-        surface = self.surface
+    def _build(
+        self, req: In, target: Target, auth: ResolvedAuth, wire: WireAPI | None, release: bool, meter: bool
+    ) -> Leg:
         if wire is None:
-            return surface.passthrough(req, target, auth, release)
-        creq = surface.canonical(req, target, release)
-        return TranslatedLeg(wire, target, creq, surface.encode_response, surface.stream_encoder)
+            return self.surface.passthrough(req, target, auth, release, meter=meter)
+        return self.surface.translate(req, target, wire, release)
 
 
 def _wire_for(target: Target, native_api: str) -> WireAPI | None:

@@ -8,7 +8,9 @@ Rules, in order:
    ``cloudflare-workers-ai/@cf/meta/llama-3.1-8b-instruct``). An id the catalog does not know still
    passes through to that provider.
 3. A bare id (or one whose first segment is no provider, ``meta-llama/Llama-3.3-70B-Instruct``) goes to
-   the provider that has credentials and lists that id, when exactly one does.
+   the provider that has credentials and lists that id, when exactly one does. A bare Anthropic id
+   (``claude-…``, what Claude Code sends) goes to the ``anthropic`` provider when it has credentials,
+   even when others (Bedrock, Vertex, OpenRouter) list it too; an alias still wins (rule 1).
 
 Results are cached per model string; :meth:`Router.rebuild` is called when the registry or credentials
 change. The cache is reached by any client string, so it is bounded in entries and in key length (longer
@@ -26,11 +28,13 @@ from providers.cloud import adapter_for
 from providers.errors import InvalidRequest, NotFound
 from providers.registry import Compat, Model, Provider, Registry
 
-__all__ = ["MAX_MODEL_LENGTH", "Router", "Target"]
+__all__ = ["MAX_MODEL_LENGTH", "Router", "Target", "check_kind"]
 
 #: Longest model name accepted: real ids (Bedrock ARNs, OpenRouter paths) stay under ~150 characters.
 MAX_MODEL_LENGTH = 256
 _CACHE_LIMIT = 4096
+#: Bare ids with this prefix are Anthropic's own names: they go to this provider when it is configured.
+_ANTHROPIC, _ANTHROPIC_PREFIX = "anthropic", "claude-"
 #: How much of a client's model name an error message quotes.
 _QUOTED = 80
 
@@ -108,6 +112,10 @@ class Router:
         return self._resolve_bare(name)
 
     def _resolve_bare(self, name: str) -> Target:
+        if name.startswith(_ANTHROPIC_PREFIX):
+            anthropic = self._registry.get(_ANTHROPIC)
+            if anthropic is not None and self._has_credentials(anthropic):
+                return _target(anthropic, name)
         owners = [p for p in self._registry if p.model(name) is not None and self._has_credentials(p)]
         if len(owners) == 1:
             return _target(owners[0], name)
@@ -148,3 +156,19 @@ def _target(provider: Provider, upstream_model: str) -> Target:
         api = (model.api if model else None) or provider.api
     compat = provider.compat.merged(model.compat) if model and model.compat else provider.compat
     return Target(provider, upstream_model, model, api, compat)
+
+
+def check_kind(target: Target, kind: str, path: str) -> None:
+    """Refuse (400, ``model``) a model the catalog or models.json says is of another kind than ``kind``."""
+    model = target.model
+    if model is None or model.source == "discovered" or model.kind == kind:
+        return
+    others = [m.id for m in target.provider.models if m.kind == kind][:3]
+    hint = f"; {target.provider.id} has e.g. " + ", ".join(repr(f"{target.provider.id}/{m}") for m in others)
+    raise InvalidRequest(
+        f"{target.public_id} is {'an embedding' if model.kind == 'embedding' else 'a chat'} model and {path} "
+        f"needs {'an embedding' if kind == 'embedding' else 'a chat'} model (GET /v1/models lists them)"
+        f"{hint if others else ''}",
+        param="model",
+        code="model_not_supported",
+    )

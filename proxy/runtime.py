@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +30,9 @@ from .router import Router
 
 if TYPE_CHECKING:
     import httpx
+
+    from .gateway.gateway import Gateway
+    from .pipeline import Steps
 
 __all__ = ["Runtime", "build_registry"]
 
@@ -49,6 +53,20 @@ def build_registry(paths: Paths, cache_dir: Path | None = None) -> Registry:
     return registry
 
 
+def _master_key(config: ServerConfig, paths: Paths) -> str | None:
+    if not (config.master_key or os.environ.get("SWITCHBOARD_MASTER_KEY")):
+        return None
+    from .gateway.gateway import master_key_value
+
+    return master_key_value(config, paths)
+
+
+def _plain_steps() -> Steps:
+    from .pipeline import Steps  # the pipeline module imports this one
+
+    return Steps()
+
+
 class Runtime:
     def __init__(self, paths: Paths, config: ServerConfig, cli_keys: Mapping[str, str] | None = None) -> None:
         self.paths = paths
@@ -62,6 +80,16 @@ class Runtime:
             Timeouts(config.timeouts.connect, config.timeouts.read, config.timeouts.total)
         )
         self._tasks: list[asyncio.Task[None]] = []
+        #: The team gateway (keys, limits, ledger); None without a master key.
+        self.gateway: Gateway | None = None
+        #: The pipeline's steps: the gateway's when it is on, else the no-op ones.
+        self.steps: Steps = _plain_steps()
+        master_key = _master_key(config, paths)
+        if master_key is not None:
+            from .gateway.gateway import Gateway  # SQLAlchemy and Redis load only when the gateway is on
+
+            self.gateway = Gateway(master_key, config, paths)
+            self.steps = self.gateway.steps
         self._mtimes = self._config_mtimes()
         self._discovered_at: dict[str, float] = {}
         #: Background discovery rounds completed (whatever they found), so that a test can wait for one.
@@ -74,6 +102,8 @@ class Runtime:
         return self.router.registry
 
     async def start(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.start()
         self._tasks.append(asyncio.create_task(self._watch(), name="switchboard-config-watch"))
         if self.config.discovery.enabled:
             self._tasks.append(asyncio.create_task(self._discover_loop(), name="switchboard-discovery"))
@@ -84,6 +114,9 @@ class Runtime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.gateway is not None:
+            # After the server let in-flight requests end: their records are in the ledger's queue.
+            await self.gateway.stop()
         await self.client.close()
 
     def reload(self) -> None:
@@ -103,6 +136,8 @@ class Runtime:
     def problems(self) -> list[str]:
         """Config files that are broken right now, each with what is wrong (for ``/healthz``)."""
         found = [self.credentials.auth_problem, self._models_problem]
+        if self.gateway is not None:
+            found.extend(self.gateway.problems())
         return [p for p in found if p is not None]
 
     def _config_mtimes(self) -> tuple[float | None, ...]:

@@ -8,8 +8,8 @@ error event. Errors are raised unmasked: the pipeline masks them at one place.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, cast
 
 import msgspec
 
@@ -17,12 +17,13 @@ from providers.canonical import Event, Request, Response, Usage
 from providers.credentials import ResolvedAuth
 from providers.errors import SwitchboardError, UpstreamUnreachable
 from providers.request_facts import facts_from_request
+from providers.sse import TextRun
 from providers.wire.base import StreamDecoder, UpstreamCall, WireAPI, WireTarget
 
 from .router import Target
 from .upstream_call import wire_target
 
-__all__ = ["StreamEncoder", "TranslatedLeg"]
+__all__ = ["SplicingEncoder", "StreamEncoder", "TranslatedLeg"]
 
 _JSON = [(b"content-type", b"application/json")]
 
@@ -43,6 +44,15 @@ class StreamEncoder(Protocol):
     def usage(self) -> Usage | None: ...
 
 
+class SplicingEncoder(StreamEncoder, Protocol):
+    """An encoder with ``splices_text = True``: :meth:`encode` also takes the :class:`TextRun` items a
+    decoder's ``feed_spliced`` gives in place of plain text deltas (their text still JSON)."""
+
+    splices_text: bool
+
+    def encode(self, events: Sequence[Event | TextRun]) -> bytes: ...
+
+
 class TranslatedLeg:
     __slots__ = (
         "_creq",
@@ -57,6 +67,9 @@ class TranslatedLeg:
         "facts",
         "stream",
     )
+
+    #: The usage is the upstream's own (or None for a stream cut before it): never a count of ours.
+    estimated = False
 
     def __init__(
         self,
@@ -110,6 +123,16 @@ class TranslatedLeg:
     ) -> tuple[Callable[[bytes], bytes], Callable[[], bytes], Callable[[Exception], bytes]]:
         decoder = self._decoder = self._wire.stream_decoder(self._sent_to())
         encoder = self._encoder = self._encoder_for(self._target.upstream_model, self._creq.include_usage)
+        feed_spliced: Callable[[bytes], list[Event | TextRun]] | None = getattr(decoder, "feed_spliced", None)
+        if feed_spliced is not None and getattr(encoder, "splices_text", False):
+            # Text deltas go from the upstream's JSON to the client's without being decoded (see
+            # SplicingEncoder); every other event is canonical as usual.
+            splice = cast("SplicingEncoder", encoder).encode
+            return (
+                lambda chunk: splice(feed_spliced(chunk)),
+                lambda: encoder.finish(decoder.close()),
+                encoder.error,
+            )
         feed, encode = decoder.feed, encoder.encode
         return (
             lambda chunk: encode(feed(chunk)),

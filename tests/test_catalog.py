@@ -37,7 +37,7 @@ MAX_CONTEXT = 20_000_000
 MAX_PRICE = 1_000.0
 
 _ROW_KEYS = {"id", "name", "contextWindow", "maxTokens", "cost", "reasoning", "input"}
-_OPTIONAL_KEYS = {"api", "baseUrl"}
+_OPTIONAL_KEYS = {"api", "baseUrl", "kind"}
 _COST_KEYS = {"input", "output", "cacheRead", "cacheWrite"}
 
 

@@ -4,20 +4,33 @@
   gives, on committed provider streams cut at every byte and on generated streams cut anywhere;
 * a client that leaves a translated stream still aborts the upstream one, now that an aiohttp response is
   closed without ``asyncio.shield``;
-* the translated stream through the real proxy carries the same text as before, chunk for chunk.
+* the translated stream through the real proxy carries the same text as before, chunk for chunk;
+* text runs spliced from the upstream's JSON (``feed_spliced``) come out byte for byte as the canonical
+  path encodes them, on the recorded bench stream and on awkward ones, cut at every byte;
+* the relay sends the last chunk and the stream's end together when the body is known to be complete,
+  and never holds a chunk back while the body goes on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from providers.sse import SSEParser
+from providers.canonical import Usage
+from providers.credentials import ResolvedAuth
+from providers.sse import SSEParser, TextRun
+from providers.transport import AiohttpClient, Timeouts
+from providers.wire.anthropic_stream import MessageStreamDecoder
+from proxy.streaming import relay
+from proxy.surfaces.openai_chat_out import ChunkEncoder
 from tests.conftest import models_json
 from tests.fakes.anthropic_upstream import Action, FakeAnthropic
 
@@ -124,3 +137,314 @@ def test_translated_stream_text_and_chunks(claude: FakeAnthropic, start_proxy: A
     assert chunks[0].choices[0].delta.role == "assistant"
     assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-") and len(chunks[0].id) == 33
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+
+
+# --- text runs spliced without decoding (MessageStreamDecoder.feed_spliced + ChunkEncoder) --------------
+
+BENCH_STREAM = (Path(__file__).parent.parent / "bench" / "anthropic-stream.txt").read_bytes()
+
+
+def _event(name: str, data: bytes) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
+
+
+def _text(literal: bytes, index: int = 0) -> bytes:
+    """A text delta framed byte for byte as Anthropic sends it; ``literal`` is the JSON string's content."""
+    return _event(
+        "content_block_delta",
+        b'{"type":"content_block_delta","index":%d,"delta":{"type":"text_delta","text":"%s"}}' % (index, literal),
+    )
+
+
+def _json(name: str, payload: dict[str, Any]) -> bytes:
+    return _event(name, msgspec.json.encode(payload))
+
+
+_START = _json(
+    "message_start",
+    {"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 9, "output_tokens": 1}}},
+)
+_PING = _json("ping", {"type": "ping"})
+_END = _json(
+    "message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 7}}
+) + _json("message_stop", {"type": "message_stop"})
+
+
+def _block(index: int, block: dict[str, Any]) -> bytes:
+    return _json("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+
+
+def _stop(index: int) -> bytes:
+    return _json("content_block_stop", {"type": "content_block_stop", "index": index})
+
+
+#: Texts whose JSON is not in msgspec's form, or not plain: each must come out as msgspec writes the text.
+_AWKWARD = [
+    b"Hello ",
+    rb"say \"hi\"",
+    rb"back\\slash",
+    rb"line\nbreak",
+    rb"\u2028 separator",
+    rb"\ud83d\ude00 face",
+    "caf\u00e9 \u2028 \U0001f600 raw".encode(),
+    rb"\u00e9 escaped",
+    b"",
+    rb"\/ slash",
+    b"\x7f del",
+    b"<&> plain",
+]
+
+STREAMS = {
+    "bench": BENCH_STREAM,
+    "awkward texts": _START
+    + _block(0, {"type": "text", "text": ""})
+    + _PING
+    + b"".join(_text(t) for t in _AWKWARD)
+    + _text(b"a")
+    + _text(b"b")
+    + _PING
+    + _text(b"c")
+    + _stop(0)
+    + _END,
+    "empty deltas first": _START
+    + _block(0, {"type": "text", "text": ""})
+    + _text(b"")
+    + _text(b"")
+    + _text(b"one")
+    + _text(b"two")
+    + _stop(0)
+    + _END,
+    "text after a tool block": _START
+    + _block(0, {"type": "text", "text": ""})
+    + _text(b"Let me look.")
+    + _text(b" One moment.")
+    + _stop(0)
+    + _block(1, {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}})
+    + _json(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"a":'}},
+    )
+    + _json(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "1}"}},
+    )
+    + _stop(1)
+    + _block(2, {"type": "text", "text": ""})
+    + _text(b"It is ", 2)
+    + _text(b"sunny", 2)
+    + _text(rb"\n", 2)
+    + _text(b"today.", 2)
+    + _stop(2)
+    + _END,
+    "thinking then text": _START
+    + _block(0, {"type": "thinking", "thinking": ""})
+    + _json(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Hmm."}},
+    )
+    + _json(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "c2ln"}},
+    )
+    + _stop(0)
+    + _block(1, {"type": "text", "text": "Start: "})
+    + _text(b"the ", 1)
+    + _text(b"answer", 1)
+    + _text(b" is 4.", 1)
+    + _stop(1)
+    + _END,
+    "error in the middle": _START
+    + _block(0, {"type": "text", "text": ""})
+    + _text(b"partial ")
+    + _text(b"answer")
+    + _json("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    + _text(b"never")
+    + _text(b"sent")
+    + _END,
+    "cut short": _START
+    + _block(0, {"type": "text", "text": ""})
+    + _text(b"one ")
+    + _text(b"two ")
+    + _text(b"thr")[:-9],
+    "not the usual shape": _START
+    + _block(0, {"type": "text", "text": ""})
+    + _text(b"ok ")
+    + _text(b"ok again")
+    + _event(
+        "content_block_delta",
+        b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x","y":1}}',
+    )
+    + _text(b"spaced")
+    + _event(
+        "content_block_delta",
+        b'{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "s"}}',
+    )
+    + _text(b"last")
+    + _text(b"one more")
+    + _stop(0)
+    + _END,
+    "invalid UTF-8": _START
+    + _block(0, {"type": "text", "text": ""})
+    + _text(b"ok ")
+    + _text(b"ok")
+    + _text(b"bad \xed\xa0\x80 utf8")
+    + _text(b"never"),
+    "raw control character": _START
+    + _block(0, {"type": "text", "text": ""})
+    + _text(b"ok ")
+    + _text(b"ok")
+    + _text(b"tab\there")
+    + _text(b"never"),
+    "lone surrogate": _START + _block(0, {"type": "text", "text": ""}) + _text(b"a") + _text(rb"\ud83d") + _text(b"b"),
+    "index with a leading zero": _START
+    + _block(0, {"type": "text", "text": ""})
+    + _text(b"a")
+    + _text(b"b")
+    + _event(
+        "content_block_delta", b'{"type":"content_block_delta","index":00,"delta":{"type":"text_delta","text":"c"}}'
+    )
+    + _text(b"d")
+    + _END,
+}
+
+_IDS = re.compile(rb'"id":"chatcmpl-[0-9a-f]{24}","object":"chat.completion.chunk","created":\d+')
+
+
+def _translate(chunks: list[bytes], *, spliced: bool) -> tuple[bytes, Usage | None]:
+    """What proxy.streaming.relay makes of the chunks with TranslatedLeg's steps (ids and times blanked)."""
+    decoder = MessageStreamDecoder("claude")
+    encoder = ChunkEncoder("claude-x", include_usage=True)
+    feed = decoder.feed_spliced if spliced else decoder.feed
+    out = b""
+    try:
+        for chunk in chunks:
+            out += encoder.encode(feed(chunk))
+        out += encoder.finish(decoder.close())
+    except Exception as exc:  # as the relay does: a malformed event ends the stream with an error event
+        out += encoder.error(exc)
+    return _IDS.sub(b'"id":"ID","object":"chat.completion.chunk","created":0', out), encoder.usage()
+
+
+def _content(sse: bytes) -> str:
+    chunks = [msgspec.json.decode(line[6:]) for line in sse.split(b"\n\n") if line.startswith(b"data: {")]
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
+
+
+@pytest.mark.parametrize("name", list(STREAMS))
+def test_spliced_text_is_byte_for_byte_the_canonical_encoding(name: str) -> None:
+    data = STREAMS[name]
+
+    def same(chunks: list[bytes]) -> bool:
+        return _translate(chunks, spliced=True) == _translate(chunks, spliced=False)
+
+    assert same([data])
+    for i in range(len(data) + 1):
+        assert same([data[:i], data[i:]]), f"split at byte {i}: {data[max(0, i - 20) : i + 20]!r}"
+    for size in (1, 7, 100):
+        assert same([data[k : k + size] for k in range(0, len(data), size)]), f"pieces of {size} bytes"
+
+
+def test_spliced_texts_decode_to_the_upstream_texts() -> None:
+    # An oracle independent of the decoder: the texts as the JSON says they are.
+    out, usage = _translate([STREAMS["awkward texts"]], spliced=True)
+    texts = [msgspec.json.decode(b'"' + t + b'"') for t in _AWKWARD]
+    assert _content(out) == "".join(texts) + "abc"
+    assert out.count(b'"content":"\\u2028 separator"') == 0  # msgspec leaves U+2028 unescaped, as before
+    assert "\u2028 separator".encode() in out
+    assert usage == Usage(input_tokens=9, output_tokens=7)
+    assert b'"finish_reason":"stop"' in out and out.endswith(b"data: [DONE]\n\n")
+
+
+def test_spliced_stream_keeps_usage_tool_calls_and_errors() -> None:
+    out, usage = _translate([STREAMS["text after a tool block"]], spliced=True)
+    assert _content(out) == "Let me look. One moment.It is sunny\ntoday."
+    assert b'"tool_calls":[{"index":0,"id":"toolu_1","type":"function","function":{"name":"get_weather"' in out
+    assert usage is not None and usage.output_tokens == 7
+    out, usage = _translate([STREAMS["error in the middle"]], spliced=True)
+    assert _content(out) == "partial answer" and b"Overloaded" in out and b"never" not in out
+    out, usage = _translate([STREAMS["cut short"]], spliced=True)
+    assert _content(out) == "one two " and b"stream ended early" in out and usage is None
+
+
+def test_bench_stream_is_spliced_as_runs() -> None:
+    # The fast path is taken on the recorded stream (not only equal by falling back everywhere).
+    decoder = MessageStreamDecoder("claude")
+    events = decoder.feed_spliced(BENCH_STREAM)
+    runs = [e for e in events if isinstance(e, TextRun)]
+    assert runs and sum(len(r.texts) for r in runs) >= 55
+
+
+# --- one send for the last chunk and the stream's end ------------------------------------------------
+
+
+async def _serve_once(write: Callable[[asyncio.StreamWriter], Awaitable[None]]) -> tuple[asyncio.Server, str]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await write(writer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}/s"
+
+
+async def _relay(url: str, sent: list[dict[str, Any]], on_body: asyncio.Event | None = None) -> None:
+    async def send(message: Any) -> None:
+        sent.append(message)
+        if on_body is not None and message["type"] == "http.response.body":
+            on_body.set()
+
+    client = AiohttpClient(Timeouts())
+    try:
+        resp = await client.send("POST", url, {}, b"{}")
+        auth = ResolvedAuth("http://127.0.0.1", {}, "test")
+        await relay(
+            send,
+            resp,
+            auth,
+            lambda chunk: chunk,
+            lambda: b"TAIL",
+            lambda exc: b"ERR",
+            provider="fake",
+            read_timeout=30,
+            client_gone=lambda: False,
+        )
+    finally:
+        await client.close()
+
+
+async def test_last_chunk_goes_out_with_the_end_of_the_stream() -> None:
+    body = b"data: one\n\ndata: two\n\n"
+
+    async def write(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    server, url = await _serve_once(write)
+    sent: list[dict[str, Any]] = []
+    async with server:
+        await _relay(url, sent)
+    bodies = [m for m in sent if m["type"] == "http.response.body"]
+    assert b"".join(m["body"] for m in bodies) == body + b"TAIL"
+    assert [m["more_body"] for m in bodies][-1] is False
+    # The body's last bytes arrived with its end: they share the final send with the tail.
+    assert bodies[-1]["body"].endswith(b"two\n\nTAIL") and len(bodies[-1]["body"]) > len(b"TAIL")
+
+
+async def test_a_chunk_is_not_held_back_while_the_body_goes_on() -> None:
+    first_sent = asyncio.Event()
+
+    async def write(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n")
+        await writer.drain()
+        # The end of the body comes only once the client got the first event: it must not wait for it.
+        await first_sent.wait()
+        writer.write(b"0\r\n\r\n")
+
+    server, url = await _serve_once(write)
+    sent: list[dict[str, Any]] = []
+    async with server:
+        await asyncio.wait_for(_relay(url, sent, first_sent), 30)
+    bodies = [m for m in sent if m["type"] == "http.response.body"]
+    assert bodies[0] == {"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True}
+    assert bodies[-1] == {"type": "http.response.body", "body": b"TAIL", "more_body": False}

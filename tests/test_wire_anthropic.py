@@ -41,7 +41,7 @@ from providers.canonical import (
 from providers.errors import InvalidRequest, UpstreamError, UpstreamUnreachable
 from providers.registry import DEFAULT_COMPAT, Model
 from providers.sse import SSEParser
-from providers.wire.anthropic_messages import API, CLAUDE_CODE_IDENTITY
+from providers.wire.anthropic_messages import API, CLAUDE_CODE_IDENTITY, JSON_OBJECT_INSTRUCTION
 from providers.wire.base import UpstreamCall, WireTarget
 from tests.fakes.anthropic_upstream import validate_request
 
@@ -419,10 +419,17 @@ def test_json_schema_response_format_becomes_output_config_format() -> None:
     assert "output_config" not in body_of(req(response_format={"type": "text"}))
 
 
-def test_json_object_response_format_is_refused_with_a_fix() -> None:
+def test_json_object_response_format_becomes_a_last_system_block() -> None:
+    body = body_of(req(response_format={"type": "json_object"}, system=[Text("Be brief.")]))
+    assert [b["text"] for b in body["system"]] == ["Be brief.", JSON_OBJECT_INSTRUCTION]
+    assert "output_config" not in body
+    assert validate_request(body) == []
+
+
+def test_json_schema_without_a_schema_is_refused_with_a_fix() -> None:
     with pytest.raises(InvalidRequest) as exc:
-        API.build(req(response_format={"type": "json_object"}), target())
-    assert exc.value.param == "response_format" and "json_schema" in exc.value.message
+        API.build(req(response_format={"type": "json_schema", "json_schema": {"name": "x"}}), target())
+    assert exc.value.param == "response_format" and "json_schema.schema" in exc.value.message
 
 
 def test_automatic_cache_breakpoints_on_last_system_block_and_last_user_block() -> None:

@@ -27,6 +27,7 @@ from providers.canonical import (
 )
 from providers.errors import InvalidRequest, UpstreamError, UpstreamUnreachable
 from providers.registry import DEFAULT_COMPAT, Model, load_builtin_providers
+from providers.wire.anthropic_messages import JSON_OBJECT_INSTRUCTION
 from providers.wire.base import WireTarget
 from providers.wire.bedrock_converse import API, model_path, supports_prompt_caching
 from providers.wire.bedrock_stream import ConverseStreamDecoder
@@ -256,9 +257,14 @@ def test_prompt_caching_rule(model_id: str, force: bool, expected: bool, monkeyp
         assert body["messages"][-1]["content"][-1] == {"cachePoint": {"type": "default"}}
 
 
-def test_response_format_is_refused() -> None:
-    with pytest.raises(InvalidRequest, match="response_format"):
-        build(Request(CLAUDE, [user("x")], response_format={"type": "json_object"}))
+def test_json_object_becomes_a_last_system_block_and_json_schema_is_refused() -> None:
+    fmt: dict[str, Any] = {"type": "json_object"}
+    _, body = build(Request(CLAUDE, [user("x")], system=[Text("Be brief.")], response_format=fmt))
+    assert [b["text"] for b in body["system"] if "text" in b] == ["Be brief.", JSON_OBJECT_INSTRUCTION]
+    assert "outputConfig" not in body
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
+    with pytest.raises(InvalidRequest, match="json_object"):
+        build(Request(CLAUDE, [user("x")], response_format=fmt))
 
 
 # --- answers --------------------------------------------------------------------------------------

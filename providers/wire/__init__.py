@@ -8,8 +8,10 @@ from .base import WireAPI
 
 __all__ = ["translating_wire"]
 
-#: Wire APIs reached through the canonical model (``openai-completions`` is the passthrough fast path).
+#: Wire APIs reached through the canonical model. ``openai-completions`` is here for the surfaces whose
+#: native API differs (Messages, Responses); the OpenAI chat surface takes its passthrough fast path.
 _TRANSLATING = {
+    "openai-completions": "providers.wire.openai_chat",
     "anthropic-messages": "providers.wire.anthropic_messages",
     "google-generative-ai": "providers.wire.google_generative_ai",
     "openai-responses": "providers.wire.openai_responses",

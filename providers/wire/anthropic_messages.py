@@ -24,6 +24,8 @@ Request translation:
   ``metadata.user_id``) becomes ``metadata.user_id``, the only metadata Anthropic accepts.
 * Prompt caching: the client's own ``cache_control`` passes through; automatic breakpoints go on the
   last system block and the last block of the last user turn, four breakpoints at most in all.
+* ``response_format``: ``json_schema`` becomes ``output_config.format`` (structured outputs);
+  ``json_object`` becomes a last system block asking for one JSON object (:data:`JSON_OBJECT_INSTRUCTION`).
 """
 
 from __future__ import annotations
@@ -41,14 +43,14 @@ from .base import StreamDecoder, UpstreamCall, WireAPI, WireTarget
 from .claude_rules import INTERLEAVED_THINKING_BETA, oauth_token, plan_thinking, tool_id, unsigned_tool_turn
 from .replay import issuer
 
-__all__ = ["API", "CLAUDE_CODE_IDENTITY", "NAME"]
+__all__ = ["API", "CLAUDE_CODE_IDENTITY", "JSON_OBJECT_INSTRUCTION", "NAME", "OAUTH_BETAS", "OAUTH_HEADERS"]
 
 NAME = anthropic_stream.NAME
 CLAUDE_CODE_IDENTITY = "You are Claude Code, Anthropic's official CLI for Claude."
 
 _VERSION = "2023-06-01"
-_OAUTH_BETAS = ("claude-code-20250219", "oauth-2025-04-20")
-_OAUTH_HEADERS = {
+OAUTH_BETAS = ("claude-code-20250219", "oauth-2025-04-20")
+OAUTH_HEADERS = {
     "user-agent": "claude-cli/2.1.75",
     "x-app": "cli",
     "anthropic-dangerous-direct-browser-access": "true",
@@ -61,6 +63,11 @@ _EPHEMERAL = {"type": "ephemeral"}
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 # Opus 4.7+ and the generation-5 models reject temperature/top_p ("deprecated for this model").
 _NO_SAMPLING = re.compile(r"opus-4-[78]|(?:opus|sonnet|haiku|fable|mythos)-5")
+#: ``response_format: {"type": "json_object"}`` for an API whose structured outputs need a closed schema
+#: (Anthropic's, Bedrock's): the last system block. Claude otherwise often fences JSON in Markdown.
+JSON_OBJECT_INSTRUCTION = (
+    "Answer with a single JSON object and nothing else: no text before or after it and no Markdown code fence."
+)
 
 
 class _AnthropicMessages:
@@ -74,10 +81,10 @@ class _AnthropicMessages:
         headers = {} if vertex else {"anthropic-version": _VERSION}
         betas: list[str] = []
         if token is not None:
-            headers.update(_OAUTH_HEADERS)
+            headers.update(OAUTH_HEADERS)
             headers["authorization"] = f"Bearer {token}"
             headers["x-api-key"] = ""  # removes the credential's header
-            betas.extend(_OAUTH_BETAS)
+            betas.extend(OAUTH_BETAS)
         signer = issuer(NAME, target, _SUBSCRIPTION if token is not None else "")
         messages = _convert_messages(req.messages, target.provider_name, signer)
         default_max = target.model.max_tokens if target.model is not None else _DEFAULT_MAX_TOKENS
@@ -329,12 +336,18 @@ def _apply_response_format(body: dict[str, Any], fmt: dict[str, Any], provider: 
     kind = fmt.get("type")
     if kind in (None, "text"):
         return
+    if kind == "json_object":
+        # Structured outputs cannot say "any object": Anthropic refuses an object schema unless it has
+        # additionalProperties: false, which would admit only {}. The model is asked instead, as OpenAI's
+        # own JSON mode requires the prompt to ask; a client-side parse stays the check.
+        body.setdefault("system", []).append({"type": "text", "text": JSON_OBJECT_INSTRUCTION})
+        return
     spec = fmt.get("json_schema")
     schema = spec.get("schema") if isinstance(spec, dict) else None
     if kind != "json_schema" or not isinstance(schema, dict):
         raise InvalidRequest(
-            f"{provider} ({NAME}) has no JSON mode without a schema; send response_format "
-            '{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}} instead',
+            f"{provider} ({NAME}) takes response_format type 'text', 'json_object', or 'json_schema' with "
+            f"json_schema.schema set to a JSON schema object (got type {kind!r})",
             param="response_format",
         )
     body.setdefault("output_config", {})["format"] = {"type": "json_schema", "schema": schema}

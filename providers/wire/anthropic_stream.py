@@ -17,7 +17,7 @@ Token counts follow the canonical (OpenAI) convention: input tokens include cach
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 import msgspec
 
@@ -40,7 +40,7 @@ from ..canonical import (
     UsageEvent,
 )
 from ..errors import SwitchboardError, UpstreamError, UpstreamUnreachable
-from ..sse import SSEParser
+from ..sse import SSEParser, TextRun, is_json_text, raw_event
 from .openai_completions import upstream_error as _openai_style_error
 
 __all__ = ["NAME", "MessageStreamDecoder", "decode_message", "upstream_error"]
@@ -114,7 +114,17 @@ def upstream_error(provider: str, status: int, body: bytes, headers: Mapping[str
 class MessageStreamDecoder:
     """Anthropic SSE bytes (split anywhere) → canonical events."""
 
-    __slots__ = ("_blocks", "_done", "_finish", "_next_tool", "_parser", "_provider", "_source", "_usage")
+    __slots__ = (
+        "_blocks",
+        "_done",
+        "_finish",
+        "_next_tool",
+        "_parser",
+        "_provider",
+        "_source",
+        "_text_index",
+        "_usage",
+    )
 
     def __init__(self, provider: str, source: str = NAME) -> None:
         self._provider = provider
@@ -127,33 +137,63 @@ class MessageStreamDecoder:
         self._usage: dict[str, Any] = {}
         self._finish: FinishReason | None = None
         self._done = False
+        #: The index of the latest text block: feed_spliced looks for runs of its deltas.
+        self._text_index = 0
 
     def feed(self, chunk: bytes) -> list[Event]:
         out: list[Event] = []
-        events = self._parser.feed_raw(chunk)  # eager: the parser consumes the chunk even when done
-        if self._done:
+        region = self._parser.feed_complete(chunk)
+        if region is None:
+            self._handle_pairs(chunk, out)
+        elif region and not self._done:
+            self._handle_blocks(region, out)
+        return out
+
+    def feed_spliced(self, chunk: bytes) -> list[Event | TextRun]:
+        """:meth:`feed`, with runs of consecutive plain text deltas given as a :class:`TextRun` of their JSON
+        text, not decoded: an encoder that writes JSON splices them in as they are.
+
+        A run is found with one ``bytes.split`` on what lies between two text deltas of the open text block
+        (the end of one, the event header of the next): the pieces between are the texts, each checked with
+        :func:`providers.sse.is_json_text`. What is not such a piece (the other events, a text with escapes)
+        is decoded as :meth:`feed` does, from exactly its own bytes.
+        """
+        out: list[Event | TextRun] = []
+        region = self._parser.feed_complete(chunk)
+        if region is None:
+            self._handle_pairs(chunk, out)
             return out
-        append = out.append
-        for name, data in events:
-            # The bulk of a stream, a text delta, inline: one typed decode and one event, no call per event.
-            if name == "content_block_delta":
-                try:
-                    ev = _DELTA_DECODER.decode(data)
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    pass
-                else:
-                    delta = ev.delta
-                    if delta.type == "text_delta":
-                        if delta.text:
-                            append(TextDelta(delta.text))
-                        continue
-                    if self._on_block_delta(ev, out):
-                        continue
-                self._handle_general(name, data, out)
-                continue
-            self._handle(name, data, out)
-            if self._done:
-                break
+        if self._done or not region:
+            return out
+        marker = _run_marker(self._text_index)
+        parts = (b"\n\n" + region).split(marker)
+        if len(parts) < 3:  # no two text deltas in a row
+            self._handle_blocks(region, out)
+            return out
+        # region = parts[0] + marker + parts[1] + marker + ... : each piece, framed by its share of the
+        # markers around it, is a run of whole events.
+        head = marker[3:]
+        if self._handle_blocks(parts[0] + b'"}}', out):
+            return out
+        texts = parts[1:-1]
+        joined = b"".join(texts)
+        # All at once (a character cut in two is valid UTF-8 joined only: then each on its own).
+        if all(texts) and is_json_text(joined) and (joined.isascii() or all(map(is_json_text, texts))):
+            out.append(TextRun(texts))
+        else:  # some piece is not one plain text delta: those go the general way
+            run: list[bytes] = []
+            for text in texts:
+                if text and is_json_text(text):
+                    run.append(text)
+                    continue
+                if run:
+                    out.append(TextRun(run))
+                    run = []
+                if self._handle_blocks(head + text + b'"}}', out):
+                    return out
+            if run:
+                out.append(TextRun(run))
+        self._handle_blocks(head + parts[-1], out)
         return out
 
     def close(self) -> list[Event]:
@@ -168,7 +208,25 @@ class MessageStreamDecoder:
             )
         return out
 
-    def _handle(self, name: str, data: bytes | str, out: list[Event]) -> None:
+    def _handle_pairs(self, chunk: bytes, out: _Sink) -> None:
+        # CR line ends or an event cut inside its lines: the parser's general rules (rare).
+        pairs = self._parser.feed_raw(chunk)  # eager: the parser consumes the chunk even when done
+        for name, data in pairs:
+            if self._done:
+                return
+            self._handle(name, data, out)
+
+    def _handle_blocks(self, data: bytes, out: _Sink) -> bool:
+        """Whole events in their SSE bytes, blank lines between them; True once the stream is over."""
+        for block in data.split(b"\n\n"):
+            pair = raw_event(block)
+            if pair is not None:
+                self._handle(pair[0], pair[1], out)
+                if self._done:
+                    return True
+        return False
+
+    def _handle(self, name: str, data: bytes | str, out: _Sink) -> None:
         if name == "content_block_delta":
             try:
                 ev = _DELTA_DECODER.decode(data)
@@ -179,7 +237,7 @@ class MessageStreamDecoder:
                     return
         self._handle_general(name, data, out)
 
-    def _handle_general(self, name: str, data: bytes | str, out: list[Event]) -> None:
+    def _handle_general(self, name: str, data: bytes | str, out: _Sink) -> None:
         try:
             payload = msgspec.json.decode(data)
         except msgspec.DecodeError:
@@ -212,11 +270,13 @@ class MessageStreamDecoder:
         elif kind == "error":
             self._fail(_error_from_body(self._provider, payload, 500), out)
 
-    def _on_block_start(self, payload: dict[str, Any], out: list[Event]) -> None:
+    def _on_block_start(self, payload: dict[str, Any], out: _Sink) -> None:
         block = payload.get("content_block") or {}
         index = payload.get("index", len(self._blocks))
         kind = block.get("type")
         self._blocks[index] = -1
+        if kind == "text" and isinstance(index, int):
+            self._text_index = index
         if kind == "text" and block.get("text"):
             out.append(TextDelta(block["text"]))
         elif kind == "thinking" and (block.get("thinking") or block.get("signature")):
@@ -232,7 +292,7 @@ class MessageStreamDecoder:
             if block.get("input"):  # some compatible servers send the whole input here, not as deltas
                 out.append(ToolCallDelta(tool, msgspec.json.encode(block["input"]).decode()))
 
-    def _on_block_delta(self, ev: _BlockDelta, out: list[Event]) -> bool:
+    def _on_block_delta(self, ev: _BlockDelta, out: _Sink) -> bool:
         """A delta of the usual shape, decoded into a Struct; False sends the event down the general path."""
         delta = ev.delta
         kind = delta.type
@@ -250,7 +310,7 @@ class MessageStreamDecoder:
             return False
         return True
 
-    def _on_delta(self, payload: dict[str, Any], out: list[Event]) -> None:
+    def _on_delta(self, payload: dict[str, Any], out: _Sink) -> None:
         delta = payload.get("delta") or {}
         kind = delta.get("type")
         if kind == "text_delta":
@@ -271,7 +331,7 @@ class MessageStreamDecoder:
         if isinstance(usage, dict):
             self._usage.update({k: v for k, v in usage.items() if v is not None})
 
-    def _fail(self, error: SwitchboardError, out: list[Event]) -> None:
+    def _fail(self, error: SwitchboardError, out: _Sink) -> None:
         out.append(StreamError(error))
         self._done = True
 
@@ -292,6 +352,22 @@ class _BlockDelta(msgspec.Struct, tag="content_block_delta", tag_field="type"):
 
 
 _DELTA_DECODER = msgspec.json.Decoder(_BlockDelta)
+
+#: Where decoded events go: a list of canonical events (feed) or of those and text runs (feed_spliced).
+_Sink: TypeAlias = "list[Event] | list[Event | TextRun]"
+
+_RUN_MARKERS: dict[int, bytes] = {}
+
+
+def _run_marker(index: int) -> bytes:
+    """The bytes between the texts of two text deltas of block ``index``, as Anthropic frames them."""
+    marker = _RUN_MARKERS.get(index)
+    if marker is None:
+        marker = _RUN_MARKERS[index] = (
+            b'"}}\n\nevent: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+            b'"delta":{"type":"text_delta","text":"' % index
+        )
+    return marker
 
 
 def _is_json(data: str) -> bool:

@@ -18,6 +18,8 @@ Request translation (provider facts §4):
   plus ``output_config.effort`` on the adaptive models, else budget thinking with the interleaved-thinking
   beta (:mod:`.claude_rules`, shared with Anthropic's API). Thinking signed by this Bedrock provider
   (:mod:`.replay`) is replayed as ``reasoningContent``; unsigned or foreign thinking is replayed as plain text.
+* ``response_format: json_object`` becomes a last system block asking for one JSON object (as on
+  Anthropic's API); ``json_schema`` is refused (Converse's ``outputConfig.textFormat`` is not sent yet).
 * ``metadata`` becomes ``requestMetadata`` (cost-allocation tags); ``seed``, the penalties and
   ``service_tier`` have no Converse equivalent and are dropped.
 * Prompt caching: a ``cachePoint`` after the system blocks and at the end of the last user message, for
@@ -38,6 +40,7 @@ from ..canonical import Image, Message, Request, Response, Text, Thinking, Tool,
 from ..errors import InvalidRequest, SwitchboardError
 from ..urlpath import path_segment
 from . import bedrock_stream
+from .anthropic_messages import JSON_OBJECT_INSTRUCTION
 from .base import StreamDecoder, UpstreamCall, WireAPI, WireTarget
 from .claude_rules import INTERLEAVED_THINKING_BETA, plan_thinking, tool_id, unsigned_tool_turn
 from .replay import issuer
@@ -83,11 +86,8 @@ class _BedrockConverse:
             body["inferenceConfig"] = inference
         if req.metadata:
             body["requestMetadata"] = dict(req.metadata)
-        if req.response_format is not None and req.response_format.get("type") not in (None, "text"):
-            raise InvalidRequest(
-                f"{target.provider_name} ({NAME}) does not support response_format; describe the JSON in the prompt",
-                param="response_format",
-            )
+        if req.response_format is not None:
+            _apply_response_format(body, req.response_format, target.provider_name)
         if supports_prompt_caching(target):
             _add_cache_points(body)
         action = "converse-stream" if req.stream else "converse"
@@ -306,6 +306,22 @@ def _thinking_fields(
     if not _GOVCLOUD.search(target.model_id):
         thinking["display"] = "summarized"  # GovCloud refuses the field
     return fields
+
+
+def _apply_response_format(body: dict[str, Any], fmt: dict[str, Any], provider: str) -> None:
+    kind = fmt.get("type")
+    if kind in (None, "text"):
+        return
+    if kind == "json_object":
+        # Converse's structured outputs (outputConfig.textFormat) need a closed schema, and not every
+        # Bedrock model has them: asking the model works on all of them.
+        body.setdefault("system", []).append({"text": JSON_OBJECT_INSTRUCTION})
+        return
+    raise InvalidRequest(
+        f"{provider} ({NAME}) takes response_format type 'text' or 'json_object' (got {kind!r}); for a "
+        "schema, describe it in the prompt and use json_object",
+        param="response_format",
+    )
 
 
 def _add_cache_points(body: dict[str, Any]) -> None:

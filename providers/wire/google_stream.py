@@ -181,7 +181,8 @@ class GeminiDecoder:
 def _convert_usage(meta: dict[str, Any]) -> Usage:
     thoughts = int(meta.get("thoughtsTokenCount") or 0)
     return Usage(
-        input_tokens=int(meta.get("promptTokenCount") or 0),
+        # Built-in tools' (search grounding, code execution) prompts are billed input outside promptTokenCount.
+        input_tokens=int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0),
         output_tokens=int(meta.get("candidatesTokenCount") or 0) + thoughts,
         cache_read_tokens=int(meta.get("cachedContentTokenCount") or 0),
         reasoning_tokens=thoughts,

@@ -18,10 +18,11 @@ from typing import Any
 
 import msgspec
 
+from ..canonical import Usage
 from ..errors import UpstreamError
 from ..registry import Compat, Model
 
-__all__ = ["adapt_request", "chat_url", "upstream_error"]
+__all__ = ["adapt_request", "chat_url", "chat_usage", "upstream_error"]
 
 _RETRY_HEADERS = ("retry-after", "retry-after-ms", "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
 
@@ -135,3 +136,84 @@ def _parse_error_body(body: bytes) -> tuple[str, str | None, str | None, str | N
         str(code) if code is not None else None,
         err.get("param") if isinstance(err.get("param"), str) else None,
     )
+
+
+# --- usage: one reading of every dialect, for the passthrough's metering and the translating module ---
+
+
+class _PromptDetails(msgspec.Struct):
+    cached_tokens: float | None = None
+    #: OpenRouter (and the translated path's own encoder): tokens written to the prompt cache.
+    cache_write_tokens: float | None = None
+
+
+class _CompletionDetails(msgspec.Struct):
+    reasoning_tokens: float | None = None
+
+
+class _ChatUsage(msgspec.Struct):
+    """An OpenAI chat ``usage`` object and the fields compatible servers add to it.
+
+    Counts are ``float`` so that a server writing ``12.0`` is still read (msgspec takes ints for floats).
+    """
+
+    prompt_tokens: float | None = None
+    completion_tokens: float | None = None
+    total_tokens: float | None = None
+    prompt_tokens_details: _PromptDetails | None = None
+    completion_tokens_details: _CompletionDetails | None = None
+    #: DeepSeek: prompt_tokens = hit + miss; the hits are cache reads.
+    prompt_cache_hit_tokens: float | None = None
+    prompt_cache_miss_tokens: float | None = None
+    #: Anthropic-style counts some gateways (LiteLLM, Anthropic-compatible servers) add at the top level.
+    cache_read_input_tokens: float | None = None
+    cache_creation_input_tokens: float | None = None
+    #: Moonshot (Kimi) reports cache reads at the top level.
+    cached_tokens: float | None = None
+
+
+_USAGE = msgspec.json.Decoder(_ChatUsage)
+
+
+def chat_usage(raw: bytes | msgspec.Raw) -> Usage | None:
+    """An OpenAI chat ``usage`` object in the canonical convention (None: not a usage object).
+
+    * input: ``prompt_tokens``, which OpenAI counts with its cached tokens. Servers that copy Anthropic's
+      counts leave the cache out; that shows as ``total_tokens`` equal to prompt + cache + output (or a
+      cache larger than the prompt), and then the cache is added.
+    * output: ``completion_tokens``, which includes reasoning at OpenAI. xAI and Gemini's OpenAI endpoint
+      count reasoning beside it; that shows as ``total_tokens`` equal to prompt + completion + reasoning
+      (or reasoning larger than the completion), and then reasoning is added.
+    """
+    try:
+        u = _USAGE.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    pd, cd = u.prompt_tokens_details, u.completion_tokens_details
+    prompt = _n(u.prompt_tokens)
+    if u.prompt_tokens is None:
+        prompt = _n(u.prompt_cache_hit_tokens) + _n(u.prompt_cache_miss_tokens)
+    completion = _n(u.completion_tokens)
+    total = _n(u.total_tokens)
+    reasoning = _n(cd.reasoning_tokens) if cd else 0
+    cache_read = (
+        (_n(pd.cached_tokens) if pd else 0)
+        or _n(u.prompt_cache_hit_tokens)
+        or _n(u.cache_read_input_tokens)
+        or _n(u.cached_tokens)
+    )
+    cache_write = (_n(pd.cache_write_tokens) if pd else 0) or _n(u.cache_creation_input_tokens)
+    cache = cache_read + cache_write
+    output = completion
+    if reasoning and (
+        reasoning > completion or total in (prompt + completion + reasoning, prompt + cache + completion + reasoning)
+    ):
+        output = completion + reasoning
+    inp = prompt
+    if cache and (cache > prompt or total == prompt + cache + output):
+        inp = prompt + cache
+    return Usage(inp, output, cache_read, cache_write, reasoning)
+
+
+def _n(value: float | None) -> int:
+    return int(value) if value is not None and value > 0 else 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -35,11 +36,13 @@ from providers.canonical import (
     UsageEvent,
 )
 from providers.errors import SwitchboardError, UpstreamError
+from providers.sse import TextRun
 
 __all__ = ["ChunkEncoder", "encode_response", "new_completion_id"]
 
 _DONE = b"data: [DONE]\n\n"
 _encode = msgspec.json.encode
+_decode_text = msgspec.json.Decoder(str).decode
 #: A content delta chunk's bytes around the JSON string of its text (the keys in _chunk's order).
 _CONTENT_OPEN = b'"choices":[{"index":0,"delta":{"content":'
 _CONTENT_CLOSE = b'},"logprobs":null,"finish_reason":null}]}\n\n'
@@ -119,6 +122,9 @@ def _usage(u: Usage) -> dict[str, Any]:
 class ChunkEncoder:
     """Turns canonical events into SSE bytes, one instance per response."""
 
+    #: :meth:`encode` takes :class:`TextRun` items too (proxy.translated.SplicingEncoder).
+    splices_text = True
+
     def __init__(self, model: str, include_usage: bool) -> None:
         self._id = new_completion_id()
         self._created = int(time.time())
@@ -136,12 +142,29 @@ class ChunkEncoder:
         )
         self._head = b"data: " + head[:-1] + b","
         self._content_open = self._head + _CONTENT_OPEN
+        # A text run is one join: the texts with the end of one chunk and the start of the next between.
+        self._run_open = self._content_open + b'"'
+        self._run_sep = b'"' + _CONTENT_CLOSE + self._run_open
+        self._run_close = b'"' + _CONTENT_CLOSE
 
-    def encode(self, events: list[Event]) -> bytes:
-        """All of one upstream read's events as one piece of bytes (one send for the whole batch)."""
+    def encode(self, events: Sequence[Event | TextRun]) -> bytes:
+        """All of one upstream read's events as one piece of bytes (one send for the whole batch).
+
+        A :class:`TextRun` (text deltas left as JSON by the decoder) is framed around its texts as they are.
+        """
         out: list[bytes] = []
         content_open = self._content_open
         for ev in events:
+            if isinstance(ev, TextRun):
+                texts = ev.texts
+                if not self._started:
+                    # The first chunk also carries the role: through the general path.
+                    out.append(self._chunk({"content": _decode_text(b'"' + texts[0] + b'"')}))
+                    texts = texts[1:]
+                    if not texts:
+                        continue
+                out += (self._run_open, self._run_sep.join(texts), self._run_close)
+                continue
             if type(ev) is TextDelta and self._started:
                 # The bulk of a stream: a content delta, framed without building its dict (and without
                 # concatenating: the pieces are copied once, by the join).
@@ -156,7 +179,7 @@ class ChunkEncoder:
                 out.append(self._chunk(delta))
         return b"".join(out)
 
-    def finish(self, events: list[Event]) -> bytes:
+    def finish(self, events: Sequence[Event | TextRun]) -> bytes:
         """The last bytes: pending events, the finish chunk, the usage chunk and ``[DONE]``."""
         head = self.encode(events)
         if self._done:

@@ -41,6 +41,8 @@ __all__ = [
     "ToolSpec",
     "UserMessage",
     "decode_body",
+    "nested_deeper_than",
+    "too_deep_message",
     "validate",
 ]
 
@@ -287,13 +289,13 @@ def decode_body(body: bytes | bytearray) -> dict[str, Any]:
             code="invalid_encoding",
         ) from exc
     except RecursionError as exc:
-        raise InvalidRequest(_too_deep_message(), code="nesting_too_deep") from exc
+        raise InvalidRequest(too_deep_message(), code="nesting_too_deep") from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON ({exc})", code="invalid_json") from exc
     if not isinstance(req, dict):
         raise InvalidRequest("the request body must be a JSON object")
-    if _nested_deeper_than(req, body, MAX_DEPTH):
-        raise InvalidRequest(_too_deep_message(), code="nesting_too_deep")
+    if nested_deeper_than(req, body, MAX_DEPTH):
+        raise InvalidRequest(too_deep_message(), code="nesting_too_deep")
     model = req.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("'model' is required: a string such as 'openai/gpt-4o'", param="model")
@@ -331,7 +333,7 @@ def _invalid(detail: str) -> InvalidRequest:
     return InvalidRequest(f"invalid '{param}': {what}{hint} (see the OpenAI chat completions reference)", param=param)
 
 
-def _nested_deeper_than(obj: dict[str, Any], body: bytes | bytearray, limit: int) -> bool:
+def nested_deeper_than(obj: dict[str, Any], body: bytes | bytearray, limit: int) -> bool:
     # Depth cannot exceed the number of '{' and '['; counting is cheap for the typical small body, and
     # only bodies with many of them are walked (level by level, no recursion).
     if len(body) < 4096 and body.count(b"{") + body.count(b"[") <= limit:
@@ -351,5 +353,5 @@ def _nested_deeper_than(obj: dict[str, Any], body: bytes | bytearray, limit: int
     return False
 
 
-def _too_deep_message() -> str:
+def too_deep_message() -> str:
     return f"the request body nests JSON deeper than {MAX_DEPTH} levels; flatten it (tool schemas rarely need 10)"
