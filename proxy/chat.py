@@ -252,8 +252,10 @@ class _PassthroughLeg:
             nonlocal last, relayed
             out = splitter.feed(chunk)
             if out:
-                if b'"usage"' in out and has_usage(out):
-                    out, usage = take_usage(out, strip)
+                # One substring search per chunk; only an event holding usage is decoded.
+                first = out.find(b'"usage"')
+                if first >= 0:
+                    out, usage = take_usage(out, strip, first)
                     if usage is not None:
                         self._usage = usage
                     if not out:

@@ -123,18 +123,19 @@ def _usage_at(events: bytes, start: int) -> int:
     return -1
 
 
-def take_usage(events: bytes, strip: bool) -> tuple[bytes, Usage | None]:
+def take_usage(events: bytes, strip: bool, first: int = 0) -> tuple[bytes, Usage | None]:
     """Complete SSE events (ending at a boundary) → the events to forward and the usage they carried.
 
     Only the events holding a usage object are decoded. With ``strip``, a usage-only chunk (no
     ``choices``, or an empty list) is left out of what is forwarded: the client did not ask for it. A
-    content chunk that also carries usage is forwarded whole.
+    content chunk that also carries usage is forwarded whole. ``first``: where to start looking (the
+    caller's own search found the first ``"usage"`` there).
     """
     usage: Usage | None = None
     kept: list[bytes] = []
     pos = 0  # events[:pos] are decided (kept or dropped)
     dropped = False
-    for start, end in _usage_events(events):
+    for start, end in _usage_events(events, first):
         event = events[start:end]
         chunk = _decode_chunk(event)
         raw = _raw_or_none(chunk.usage) if chunk is not None else None
@@ -151,7 +152,7 @@ def take_usage(events: bytes, strip: bool) -> tuple[bytes, Usage | None]:
     return b"".join(kept), usage
 
 
-def _usage_events(events: bytes) -> list[tuple[int, int]]:
+def _usage_events(events: bytes, first: int = 0) -> list[tuple[int, int]]:
     """The bounds of the events that hold a usage object, in order."""
     bounds: list[tuple[int, int]] = []
     if b"\r" in events:  # CR or CRLF framing (rare): cut every event at its boundary, as the splitter does
@@ -161,7 +162,7 @@ def _usage_events(events: bytes) -> list[tuple[int, int]]:
                 bounds.append((start, m.end()))
             start = m.end()
         return bounds
-    i = _usage_at(events, 0)
+    i = _usage_at(events, first)
     while i >= 0:
         start = events.rfind(b"\n\n", 0, i)
         end = events.find(b"\n\n", i)

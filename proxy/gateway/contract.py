@@ -19,6 +19,7 @@ response that creates or rotates it; everywhere else it is :func:`hash_key`'s di
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from collections.abc import Sequence
@@ -221,6 +222,10 @@ class Limiter(Protocol):
 
     async def settle(self, admission: Admission, tokens: int, cost: float) -> None:
         """Release the slot; replace the reservations by the actual ``tokens`` and ``cost``."""
+        ...
+
+    def settle_nowait(self, admission: Admission, tokens: int, cost: float) -> asyncio.Task[None] | None:
+        """:meth:`settle` from synchronous code: done at once (None) or in the returned task (Redis)."""
         ...
 
     async def spent(self, key: KeyRecord, now: float) -> float:

@@ -33,6 +33,7 @@ records what the key limited at admission (``x:PTm``: parallel, tpm, budget peri
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import deque
@@ -298,6 +299,10 @@ class LocalLimiter:
 
     async def settle(self, admission: Admission, tokens: int, cost: float) -> None:
         self.settle_now(admission, tokens, cost)
+
+    def settle_nowait(self, admission: Admission, tokens: int, cost: float) -> asyncio.Task[None] | None:
+        self.settle_now(admission, tokens, cost)
+        return None
 
     def settle_now(self, admission: Admission, tokens: int, cost: float) -> None:
         """:meth:`settle` without the coroutine."""

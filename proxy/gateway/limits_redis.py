@@ -23,6 +23,7 @@ own admissions, so that no spend is lost. :attr:`problem` says what is wrong, fo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -165,6 +166,11 @@ class RedisLimiter:
             period_start=period_start,
             lease=f"r:{lease_flags(key)}:{uid}",
         )
+
+    def settle_nowait(self, admission: Admission, tokens: int, cost: float) -> asyncio.Task[None] | None:
+        if admission.lease is None:
+            return None  # nothing held: nothing to tell Redis
+        return asyncio.get_running_loop().create_task(self.settle(admission, tokens, cost))
 
     async def settle(self, admission: Admission, tokens: int, cost: float) -> None:
         lease = admission.lease

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import itertools
 import logging
 import secrets
 import time
@@ -42,6 +43,15 @@ log = logging.getLogger("switchboard")
 _NO_COST = Cost()
 #: Output reserved when neither the client nor the catalog says how long the answer may be.
 _DEFAULT_MAX_OUTPUT = 4096
+
+
+_REQUEST_IDS = itertools.count(1)
+#: Per process: ids stay unique across replicas and restarts without a random draw (a syscall) per request.
+_PROCESS = secrets.token_hex(6)
+
+
+def _next_request_id() -> str:
+    return f"req_{_PROCESS}{next(_REQUEST_IDS):010x}"
 
 
 class GatewayCaller(Caller):
@@ -174,7 +184,7 @@ class GatewaySteps(Steps):
         self._gw.ledger.record(
             UsageRecord(
                 ts=time.time(),
-                request_id="req_" + secrets.token_hex(8),
+                request_id=_next_request_id(),
                 key_id=ticket.key_id,
                 surface=ticket.surface,
                 provider=target.provider.id,
@@ -195,9 +205,10 @@ class GatewaySteps(Steps):
         if ticket.admission is not None:
             # Input includes the cached and cache-write tokens (see providers.canonical.Usage).
             tokens = u.input_tokens + u.output_tokens
-            task = asyncio.get_running_loop().create_task(self._gw.limiter.settle(ticket.admission, tokens, cost))
-            self._gw.tasks.add(task)
-            task.add_done_callback(self._settled)
+            task = self._gw.limiter.settle_nowait(ticket.admission, tokens, cost)
+            if task is not None:
+                self._gw.tasks.add(task)
+                task.add_done_callback(self._settled)
 
     def _settled(self, task: asyncio.Task[None]) -> None:
         self._gw.tasks.discard(task)
