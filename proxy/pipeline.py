@@ -45,7 +45,7 @@ from .asgi import DisconnectWatch, Receive, Scope, Send, hide_paths, read_body_b
 from .router import Target, check_kind
 from .runtime import Runtime
 from .streaming import Deadline, Reply, relay
-from .upstream_call import error_hint, final_call
+from .upstream_call import error_hint, final_call, merged_headers
 
 __all__ = ["Admit", "Caller", "Leg", "Outcome", "Pipeline", "Steps", "Surface"]
 
@@ -363,9 +363,11 @@ async def _send(
     for attempt in (1, 2):
         call = leg.call(auth)
         headers: Mapping[str, str]
-        if provider.adapter or call.headers:
+        if provider.adapter:
             call = await final_call(target, auth, call, scope, leg.facts)
             headers = call.headers
+        elif call.headers:
+            headers = merged_headers(auth, call.headers)  # no adapter: no other step, nothing to await
         else:
             headers = auth.headers  # nothing to merge: no copy
         resp = await rt.client.send("POST", call.url, headers, call.body, provider=provider.name)

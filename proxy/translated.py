@@ -8,8 +8,9 @@ error event. Errors are raised unmasked: the pipeline masks them at one place.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, cast
+from typing import Protocol
 
 import msgspec
 
@@ -18,7 +19,7 @@ from providers.credentials import ResolvedAuth
 from providers.errors import SwitchboardError, UpstreamUnreachable
 from providers.request_facts import facts_from_request
 from providers.sse import TextRun
-from providers.wire.base import StreamDecoder, UpstreamCall, WireAPI, WireTarget
+from providers.wire.base import SplicingDecoder, StreamDecoder, UpstreamCall, WireAPI, WireTarget
 
 from .router import Target
 from .upstream_call import wire_target
@@ -44,13 +45,28 @@ class StreamEncoder(Protocol):
     def usage(self) -> Usage | None: ...
 
 
-class SplicingEncoder(StreamEncoder, Protocol):
-    """An encoder with ``splices_text = True``: :meth:`encode` also takes the :class:`TextRun` items a
-    decoder's ``feed_spliced`` gives in place of plain text deltas (their text still JSON)."""
+class SplicingEncoder(abc.ABC):
+    """A :class:`StreamEncoder` whose :meth:`encode` also takes the :class:`TextRun` items of a
+    :class:`~providers.wire.base.SplicingDecoder` (text deltas whose text is still the upstream's JSON
+    string content) and writes them out as a canonical ``TextDelta`` of the same text would be, byte for
+    byte. With such a decoder, :class:`TranslatedLeg` feeds it ``feed_spliced``'s items.
 
-    splices_text: bool
+    Declared by subclassing, as :class:`~providers.wire.base.SplicingDecoder` is (a nominal ``isinstance``).
+    """
 
+    __slots__ = ()
+
+    @abc.abstractmethod
     def encode(self, events: Sequence[Event | TextRun]) -> bytes: ...
+
+    @abc.abstractmethod
+    def finish(self, events: Sequence[Event | TextRun]) -> bytes: ...
+
+    @abc.abstractmethod
+    def error(self, exc: Exception) -> bytes: ...
+
+    @abc.abstractmethod
+    def usage(self) -> Usage | None: ...
 
 
 class TranslatedLeg:
@@ -123,22 +139,14 @@ class TranslatedLeg:
     ) -> tuple[Callable[[bytes], bytes], Callable[[], bytes], Callable[[Exception], bytes]]:
         decoder = self._decoder = self._wire.stream_decoder(self._sent_to())
         encoder = self._encoder = self._encoder_for(self._target.upstream_model, self._creq.include_usage)
-        feed_spliced: Callable[[bytes], list[Event | TextRun]] | None = getattr(decoder, "feed_spliced", None)
-        if feed_spliced is not None and getattr(encoder, "splices_text", False):
+        close, finish = decoder.close, encoder.finish
+        if isinstance(decoder, SplicingDecoder) and isinstance(encoder, SplicingEncoder):
             # Text deltas go from the upstream's JSON to the client's without being decoded (see
             # SplicingEncoder); every other event is canonical as usual.
-            splice = cast("SplicingEncoder", encoder).encode
-            return (
-                lambda chunk: splice(feed_spliced(chunk)),
-                lambda: encoder.finish(decoder.close()),
-                encoder.error,
-            )
+            feed_spliced, splice = decoder.feed_spliced, encoder.encode
+            return lambda chunk: splice(feed_spliced(chunk)), lambda: finish(close()), encoder.error
         feed, encode = decoder.feed, encoder.encode
-        return (
-            lambda chunk: encode(feed(chunk)),
-            lambda: encoder.finish(decoder.close()),
-            encoder.error,
-        )
+        return lambda chunk: encode(feed(chunk)), lambda: finish(close()), encoder.error
 
     def usage(self) -> Usage | None:
         return self._encoder.usage() if self._encoder is not None else self._usage

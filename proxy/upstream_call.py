@@ -6,6 +6,8 @@ contract; a provider without an adapter passes through unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from providers.cloud import adapter_for
 from providers.cloud.base import RequestContext
 from providers.request_facts import RequestFacts, facts_from_body
@@ -15,7 +17,7 @@ from providers.wire.base import UpstreamCall, WireTarget
 from .asgi import Scope
 from .router import Target
 
-__all__ = ["error_hint", "final_call", "wire_target"]
+__all__ = ["error_hint", "final_call", "merged_headers", "wire_target"]
 
 
 def wire_target(target: Target, auth: ResolvedAuth) -> WireTarget:
@@ -44,13 +46,7 @@ async def final_call(
     facts_from_chat` / :func:`~providers.request_facts.facts_from_request`); without them an adapted
     provider's facts are read off ``call.body``, which costs a decode.
     """
-    headers = dict(auth.headers)
-    for name, value in call.headers.items():
-        if value:
-            headers[name] = value
-        else:
-            headers.pop(name, None)
-    merged = UpstreamCall(call.url, call.body, headers)
+    merged = UpstreamCall(call.url, call.body, merged_headers(auth, call.headers))
     provider = target.provider
     if not provider.adapter:
         return merged
@@ -59,6 +55,19 @@ async def final_call(
         facts = facts_from_body(call.body, target.api)
     ctx = RequestContext(inbound, target.api, facts)
     return await adapter_for(provider.adapter).finalize(merged, auth, wire_target(target, auth), ctx)
+
+
+def merged_headers(auth: ResolvedAuth, extra: Mapping[str, str]) -> dict[str, str]:
+    """The credential headers with a wire module's ``extra`` over them (a value of "" drops that header):
+    a new dict, which the caller (a cloud adapter) may change. Synchronous, for a provider without an
+    adapter, whose request needs no other step (see :func:`final_call`)."""
+    headers = dict(auth.headers)
+    for name, value in extra.items():
+        if value:
+            headers[name] = value
+        else:
+            headers.pop(name, None)
+    return headers
 
 
 def error_hint(target: Target, status: int, message: str) -> str:

@@ -8,7 +8,11 @@
 * text runs spliced from the upstream's JSON (``feed_spliced``) come out byte for byte as the canonical
   path encodes them, on the recorded bench stream and on awkward ones, cut at every byte;
 * the relay sends the last chunk and the stream's end together when the body is known to be complete,
-  and never holds a chunk back while the body goes on.
+  and never holds a chunk back while the body goes on;
+* the typed per-event decoding of the Anthropic stream reads every event, usual or odd, exactly as the
+  general (dict) path does;
+* splicing is a declared contract (SplicingDecoder / SplicingEncoder), and the wire headers merge into the
+  credential's without touching them.
 """
 
 from __future__ import annotations
@@ -29,8 +33,16 @@ from providers.credentials import ResolvedAuth
 from providers.sse import SSEParser, TextRun
 from providers.transport import AiohttpClient, Timeouts
 from providers.wire.anthropic_stream import MessageStreamDecoder
+from providers.wire.base import SplicingDecoder
+from providers.wire.bedrock_stream import ConverseStreamDecoder
+from providers.wire.google_stream import GeminiDecoder
+from providers.wire.openai_chat_stream import ChatStreamDecoder
+from providers.wire.openai_responses_stream import ResponsesStreamDecoder
 from proxy.streaming import relay
+from proxy.surfaces.messages_out import MessageStreamEncoder
 from proxy.surfaces.openai_chat_out import ChunkEncoder
+from proxy.translated import SplicingEncoder
+from proxy.upstream_call import merged_headers
 from tests.conftest import models_json
 from tests.fakes.anthropic_upstream import Action, FakeAnthropic
 
@@ -448,3 +460,95 @@ async def test_a_chunk_is_not_held_back_while_the_body_goes_on() -> None:
     bodies = [m for m in sent if m["type"] == "http.response.body"]
     assert bodies[0] == {"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True}
     assert bodies[-1] == {"type": "http.response.body", "body": b"TAIL", "more_body": False}
+
+
+# --- typed event decoding (MessageStreamDecoder._dispatch) against the general path ------------------
+
+#: Each event's JSON, of the usual shape or not: the typed decode must read it as the dict path does, or
+#: hand it over to that path.
+ODD_EVENTS = [
+    b'{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t1","name":"f","input":{"a":1}}}',
+    b'{"type":"content_block_start","content_block":{"type":"text","text":"hi"}}',
+    b'{"type":"content_block_start","index":null,"content_block":{"type":"text","text":"x"}}',
+    b'{"type":"content_block_start","index":"2","content_block":{"type":"text","text":"x"}}',
+    b'{"type":"content_block_start","index":3,"content_block":null}',
+    b'{"type":"content_block_start","index":3,"content_block":{}}',
+    b'{"type":"content_block_start","index":4,"content_block":{"type":"thinking","thinking":"hm","signature":"s"}}',
+    b'{"type":"content_block_start","index":5,"content_block":{"type":"redacted_thinking","data":"d"}}',
+    b'{"type":"content_block_stop","index":1}',
+    b'{"type":"content_block_stop"}',
+    b'{"type":"content_block_stop","index":"1"}',
+    b'{"type":"message_start","message":{"id":"m","usage":{"input_tokens":5,"cache_read_input_tokens":null}}}',
+    b'{"type":"message_start","message":null}',
+    b'{"type":"message_start","message":{}}',
+    b'{"type":"message_start","message":{"usage":[1]}}',
+    b'{"type":"message_start"}',
+    b'{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":9}}',
+    b'{"type":"message_delta","delta":null,"usage":null}',
+    b'{"type":"message_delta","delta":{"stop_reason":7}}',
+    b'{"type":"message_delta","delta":{},"usage":{"output_tokens_details":{"thinking_tokens":3}}}',
+    b'{"type":"message_delta","usage":"x"}',
+    b'{"type":"message_stop"}',
+    b'{"type":"message_stop","extra":[1,2]}',
+    b'{"type":"ping"}',
+    b'{"type":"ping","x":{"y":1}}',
+    b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}',
+    b'{"type":"future_event","x":1}',
+    b'{"index":0,"delta":{"type":"text_delta","text":"no type: the name decides"}}',
+    b'{"type":7}',
+    b"[1,2]",
+    b"not json",
+    b'{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\\"a\\":"}}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sig"}}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"t"}}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a\\"b"}}',
+    *(block.partition(b"\ndata: ")[2] for block in BENCH_STREAM.split(b"\n\n") if block),
+]
+
+
+def _read_event(data: bytes, *, typed: bool) -> tuple[Any, ...]:
+    decoder = MessageStreamDecoder("claude")
+    # A text block at 0 and tool blocks at 1 and at -1 (the index the general path assumes when there is
+    # none) already open, usage already counted: what the event may change.
+    decoder.feed(_START + _block(0, {"type": "text", "text": ""}))
+    decoder.feed(_block(1, {"type": "tool_use", "id": "toolu_0", "name": "f", "input": {}}))
+    decoder.feed(_block(-1, {"type": "tool_use", "id": "toolu_1", "name": "g", "input": {}}))
+    out: list[Any] = []
+    if not (typed and decoder._dispatch(data, out)):
+        decoder._handle_general("content_block_delta", data, out)
+    events = [(type(ev).__name__, str(ev.error) if hasattr(ev, "error") else ev) for ev in out]
+    return (events, decoder._blocks, decoder._usage, decoder._finish, decoder._done, decoder._text_index)
+
+
+@pytest.mark.parametrize("data", ODD_EVENTS)
+def test_typed_events_read_as_the_general_path_reads_them(data: bytes) -> None:
+    assert _read_event(data, typed=True) == _read_event(data, typed=False)
+
+
+def test_the_usual_events_take_the_typed_path() -> None:
+    # Not only equal by falling back: every event of the recorded stream decodes into its Struct.
+    decoder = MessageStreamDecoder("claude")
+    for block in BENCH_STREAM.split(b"\n\n"):
+        if block:
+            assert decoder._dispatch(block.partition(b"\ndata: ")[2], []), block[:60]
+
+
+# --- the contracts --------------------------------------------------------------------------------
+
+
+def test_splicing_is_declared_by_the_decoder_and_the_encoder() -> None:
+    assert isinstance(MessageStreamDecoder("claude"), SplicingDecoder)
+    assert isinstance(ChunkEncoder("m", include_usage=False), SplicingEncoder)
+    # The others take the canonical path (TranslatedLeg.stream_steps checks both sides).
+    assert not issubclass(ChatStreamDecoder, SplicingDecoder)
+    assert not issubclass(ConverseStreamDecoder, SplicingDecoder)
+    assert not issubclass(GeminiDecoder, SplicingDecoder)
+    assert not issubclass(ResponsesStreamDecoder, SplicingDecoder)
+    assert not issubclass(MessageStreamEncoder, SplicingEncoder)
+
+
+def test_wire_headers_merge_over_a_copy_of_the_credential_headers() -> None:
+    auth = ResolvedAuth("https://api.anthropic.com", {"x-api-key": "sk-ant-1", "anthropic-beta": "a"}, "test")
+    merged = merged_headers(auth, {"anthropic-version": "2023-06-01", "x-api-key": "", "anthropic-beta": "b"})
+    assert merged == {"anthropic-version": "2023-06-01", "anthropic-beta": "b"}
+    assert auth.headers == {"x-api-key": "sk-ant-1", "anthropic-beta": "a"}  # the cached credential untouched

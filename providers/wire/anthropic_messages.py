@@ -143,6 +143,8 @@ def _issuer(target: WireTarget) -> str:
 
 def _reject_unsupported(req: Request, target: WireTarget) -> None:
     extra = req.extra
+    if not extra:
+        return
     if extra.get("audio") or "audio" in (extra.get("modalities") or ()):
         raise InvalidRequest(
             f"{target.provider_name} ({NAME}) cannot produce audio output; remove 'audio' and 'modalities'",
@@ -186,7 +188,7 @@ def _convert_messages(messages: list[Message], provider: str, signer: str) -> li
         else:
             turns.append({"role": role, "content": blocks})
     for turn in turns:
-        if turn["role"] == "user":
+        if turn["role"] == "user" and len(turn["content"]) > 1:
             turn["content"].sort(key=lambda b: b["type"] != "tool_result")  # stable: results first
     return turns
 
@@ -355,26 +357,35 @@ def _apply_response_format(body: dict[str, Any], fmt: dict[str, Any], provider: 
 
 def _add_cache_breakpoints(body: dict[str, Any]) -> None:
     """Automatic breakpoints after the client's own, never more than Anthropic's four."""
-    used = _count_cache_control(body.get("system")) + _count_cache_control(body.get("tools"))
-    used += _count_cache_control(body["messages"])
-    candidates: list[dict[str, Any]] = []
-    if body.get("system"):
-        candidates.append(body["system"][-1])
-    last_user = next((t for t in reversed(body["messages"]) if t["role"] == "user"), None)
-    if last_user is not None:
-        candidates.append(last_user["content"][-1])
-    for block in candidates:
-        if used >= _MAX_BREAKPOINTS:
+    system, messages = body.get("system"), body["messages"]
+    used = _count_cache_control(system) + _count_cache_control(body.get("tools")) + _count_cache_control(messages)
+    if system and used < _MAX_BREAKPOINTS and "cache_control" not in system[-1]:
+        system[-1]["cache_control"] = dict(_EPHEMERAL)
+        used += 1
+    if used >= _MAX_BREAKPOINTS:
+        return
+    for turn in reversed(messages):
+        if turn["role"] == "user":
+            block = turn["content"][-1]
+            if "cache_control" not in block:
+                block["cache_control"] = dict(_EPHEMERAL)
             return
-        if "cache_control" not in block:
-            block["cache_control"] = dict(_EPHEMERAL)
-            used += 1
 
 
 def _count_cache_control(value: Any) -> int:
-    if isinstance(value, list):
-        return sum(_count_cache_control(v) for v in value)
+    # Loops, not sum() over generators: this runs on every request, over every block.
     if isinstance(value, dict):
-        own = 1 if "cache_control" in value else 0
-        return own + _count_cache_control(value.get("content"))
-    return 0
+        value = [value]
+    elif not isinstance(value, list):
+        return 0
+    count = 0
+    for item in value:
+        if isinstance(item, dict):
+            if "cache_control" in item:
+                count += 1
+            content = item.get("content")
+            if isinstance(content, list | dict):
+                count += _count_cache_control(content)
+        elif isinstance(item, list):
+            count += _count_cache_control(item)
+    return count

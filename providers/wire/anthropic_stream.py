@@ -16,7 +16,8 @@ Token counts follow the canonical (OpenAI) convention: input tokens include cach
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
 import msgspec
@@ -41,6 +42,7 @@ from ..canonical import (
 )
 from ..errors import SwitchboardError, UpstreamError, UpstreamUnreachable
 from ..sse import SSEParser, TextRun, is_json_text, raw_event
+from .base import SplicingDecoder
 from .openai_completions import upstream_error as _openai_style_error
 
 __all__ = ["NAME", "MessageStreamDecoder", "decode_message", "upstream_error"]
@@ -111,8 +113,8 @@ def upstream_error(provider: str, status: int, body: bytes, headers: Mapping[str
     return err
 
 
-class MessageStreamDecoder:
-    """Anthropic SSE bytes (split anywhere) → canonical events."""
+class MessageStreamDecoder(SplicingDecoder):
+    """Anthropic SSE bytes (split anywhere) → canonical events (or, :meth:`feed_spliced`, text runs too)."""
 
     __slots__ = (
         "_blocks",
@@ -153,7 +155,7 @@ class MessageStreamDecoder:
         """:meth:`feed`, with runs of consecutive plain text deltas given as a :class:`TextRun` of their JSON
         text, not decoded: an encoder that writes JSON splices them in as they are.
 
-        A run is found with one ``bytes.split`` on what lies between two text deltas of the open text block
+        A run is found with one split on what lies between two text deltas of the open text block
         (the end of one, the event header of the next): the pieces between are the texts, each checked with
         :func:`providers.sse.is_json_text`. What is not such a piece (the other events, a text with escapes)
         is decoded as :meth:`feed` does, from exactly its own bytes.
@@ -165,8 +167,8 @@ class MessageStreamDecoder:
             return out
         if self._done or not region:
             return out
-        marker = _run_marker(self._text_index)
-        parts = (b"\n\n" + region).split(marker)
+        marker, split = _run_marker(self._text_index)
+        parts = split(b"\n\n" + region)
         if len(parts) < 3:  # no two text deltas in a row
             self._handle_blocks(region, out)
             return out
@@ -219,23 +221,57 @@ class MessageStreamDecoder:
     def _handle_blocks(self, data: bytes, out: _Sink) -> bool:
         """Whole events in their SSE bytes, blank lines between them; True once the stream is over."""
         for block in data.split(b"\n\n"):
-            pair = raw_event(block)
-            if pair is not None:
+            nl = block.find(b"\n")
+            if (
+                nl > 7
+                and block.startswith(b"data: ", nl + 1)
+                and block.startswith(b"event: ")
+                and block.find(b"\n", nl + 1) < 0
+            ):
+                # raw_event's usual case (one event line, one data line) read in place: the event's JSON
+                # says what it is, so its name is read only when the event takes the general path.
+                payload = block[nl + 7 :]
+                if not self._dispatch(payload, out):
+                    self._handle_general(block[7:nl].decode("utf-8", "replace"), payload, out)
+            else:
+                pair = raw_event(block)
+                if pair is None:
+                    continue
                 self._handle(pair[0], pair[1], out)
-                if self._done:
-                    return True
+            if self._done:
+                return True
         return False
 
     def _handle(self, name: str, data: bytes | str, out: _Sink) -> None:
-        if name == "content_block_delta":
-            try:
-                ev = _DELTA_DECODER.decode(data)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                pass
-            else:
-                if self._on_block_delta(ev, out):
-                    return
-        self._handle_general(name, data, out)
+        if not self._dispatch(data, out):
+            self._handle_general(name, data, out)
+
+    def _dispatch(self, data: bytes | str, out: _Sink) -> bool:
+        """An event of the usual shape, decoded into its Struct (one typed decode, no dicts); False for
+        anything else (an error event, an unknown type, a field of another type), which the general path
+        then reads exactly as before. The event's type is its "type", not its SSE name."""
+        try:
+            ev = _EVENT_DECODER.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False
+        kind = type(ev)
+        if kind is _BlockDelta:
+            return self._on_block_delta(ev, out)
+        if kind is _Ping:
+            pass
+        elif kind is _BlockStart:
+            self._start_block(ev.index, ev.content_block, out)
+        elif kind is _BlockStop:
+            self._stop_block(ev.index, out)
+        elif kind is _MessageStart:
+            if ev.message is not None:
+                self._merge_usage(ev.message.usage)
+        elif kind is _MessageDelta:
+            self._merge_usage(ev.usage)
+            self._on_stop_reason(ev.delta.stop_reason if ev.delta is not None else None, out)
+        else:
+            self._on_message_stop(out)
+        return True
 
     def _handle_general(self, name: str, data: bytes | str, out: _Sink) -> None:
         try:
@@ -249,30 +285,36 @@ class MessageStreamDecoder:
         if kind == "content_block_delta":
             self._on_delta(payload, out)
         elif kind == "content_block_start":
-            self._on_block_start(payload, out)
+            self._start_block(payload.get("index", len(self._blocks)), payload.get("content_block") or {}, out)
         elif kind == "content_block_stop":
-            tool = self._blocks.get(payload.get("index", -1), -1)
-            if tool >= 0:
-                out.append(ToolCallEnd(tool))
+            self._stop_block(payload.get("index", -1), out)
         elif kind == "message_start":
             self._merge_usage((payload.get("message") or {}).get("usage"))
         elif kind == "message_delta":
             self._merge_usage(payload.get("usage"))
-            reason = (payload.get("delta") or {}).get("stop_reason")
-            if reason is not None and self._finish is None:
-                self._finish = _map_stop_reason(reason)
-                out.append(Finish(self._finish))
+            self._on_stop_reason((payload.get("delta") or {}).get("stop_reason"), out)
         elif kind == "message_stop":
-            if self._finish is None:
-                out.append(Finish("stop"))
-            out.append(UsageEvent(_convert_usage(self._usage)))
-            self._done = True
+            self._on_message_stop(out)
         elif kind == "error":
             self._fail(_error_from_body(self._provider, payload, 500), out)
 
-    def _on_block_start(self, payload: dict[str, Any], out: _Sink) -> None:
-        block = payload.get("content_block") or {}
-        index = payload.get("index", len(self._blocks))
+    def _stop_block(self, index: Any, out: _Sink) -> None:
+        tool = self._blocks.get(index, -1)
+        if tool >= 0:
+            out.append(ToolCallEnd(tool))
+
+    def _on_stop_reason(self, reason: Any, out: _Sink) -> None:
+        if reason is not None and self._finish is None:
+            self._finish = _map_stop_reason(reason)
+            out.append(Finish(self._finish))
+
+    def _on_message_stop(self, out: _Sink) -> None:
+        if self._finish is None:
+            out.append(Finish("stop"))
+        out.append(UsageEvent(_convert_usage(self._usage)))
+        self._done = True
+
+    def _start_block(self, index: Any, block: dict[str, Any], out: _Sink) -> None:
         kind = block.get("type")
         self._blocks[index] = -1
         if kind == "text" and isinstance(index, int):
@@ -329,7 +371,8 @@ class MessageStreamDecoder:
     def _merge_usage(self, usage: Any) -> None:
         # message_delta counts are cumulative; a null there means "unchanged since message_start".
         if isinstance(usage, dict):
-            self._usage.update({k: v for k, v in usage.items() if v is not None})
+            # The usual usage has no null: one C-level scan instead of a comprehension.
+            self._usage.update({k: v for k, v in usage.items() if v is not None} if None in usage.values() else usage)
 
     def _fail(self, error: SwitchboardError, out: _Sink) -> None:
         out.append(StreamError(error))
@@ -351,23 +394,69 @@ class _BlockDelta(msgspec.Struct, tag="content_block_delta", tag_field="type"):
     index: int = -1
 
 
-_DELTA_DECODER = msgspec.json.Decoder(_BlockDelta)
+class _Ping(msgspec.Struct, tag="ping", tag_field="type"):
+    pass
+
+
+class _BlockStart(msgspec.Struct, tag="content_block_start", tag_field="type"):
+    index: int
+    content_block: dict[str, Any]
+
+
+class _BlockStop(msgspec.Struct, tag="content_block_stop", tag_field="type"):
+    index: int
+
+
+class _Shell(msgspec.Struct):
+    """The message of ``message_start``: only its usage is read (the rest is skipped, not decoded)."""
+
+    usage: dict[str, Any] | None = None
+
+
+class _MessageStart(msgspec.Struct, tag="message_start", tag_field="type"):
+    message: _Shell | None = None
+
+
+class _StopDelta(msgspec.Struct):
+    stop_reason: Any = None
+
+
+class _MessageDelta(msgspec.Struct, tag="message_delta", tag_field="type"):
+    delta: _StopDelta | None = None
+    usage: dict[str, Any] | None = None
+
+
+class _MessageStop(msgspec.Struct, tag="message_stop", tag_field="type"):
+    pass
+
+
+#: The usual events, each into its Struct. A field is required or optional exactly where the general path
+#: reads the same value for it (a missing ``content_block_start`` index counts blocks: general path).
+_EVENT_DECODER = msgspec.json.Decoder(
+    _BlockDelta | _Ping | _BlockStart | _BlockStop | _MessageStart | _MessageDelta | _MessageStop
+)
 
 #: Where decoded events go: a list of canonical events (feed) or of those and text runs (feed_spliced).
 _Sink: TypeAlias = "list[Event] | list[Event | TextRun]"
 
-_RUN_MARKERS: dict[int, bytes] = {}
+_RUN_MARKERS: dict[int, tuple[bytes, Callable[[bytes], list[bytes]]]] = {}
+_CACHED_MARKERS = 64
 
 
-def _run_marker(index: int) -> bytes:
-    """The bytes between the texts of two text deltas of block ``index``, as Anthropic frames them."""
-    marker = _RUN_MARKERS.get(index)
-    if marker is None:
-        marker = _RUN_MARKERS[index] = (
+def _run_marker(index: int) -> tuple[bytes, Callable[[bytes], list[bytes]]]:
+    """The bytes between the texts of two text deltas of block ``index``, as Anthropic frames them, and
+    the split at them. The split is a compiled pattern's: ``bytes.split`` searches afresh for each
+    occurrence (a needle this long costs a table each time), ``re`` with a table computed once."""
+    entry = _RUN_MARKERS.get(index)
+    if entry is None:
+        marker = (
             b'"}}\n\nevent: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
             b'"delta":{"type":"text_delta","text":"' % index
         )
-    return marker
+        entry = (marker, re.compile(re.escape(marker)).split)
+        if index < _CACHED_MARKERS:  # a bound on what an upstream's block indexes can make us keep
+            _RUN_MARKERS[index] = entry
+    return entry
 
 
 def _is_json(data: str) -> bool:

@@ -11,13 +11,15 @@ object satisfying :class:`WireAPI`. The dispatcher calls, in order:
    right status (Anthropic's 529 overloaded → 503; 429 keeps ``retry-after``).
 4. on success, not streaming: :meth:`WireAPI.decode_response` → :class:`Response`.
    streaming: :meth:`WireAPI.stream_decoder` → a decoder fed raw upstream bytes (split anywhere),
-   returning canonical events; an error event from the upstream becomes a :class:`StreamError`.
+   returning canonical events; an error event from the upstream becomes a :class:`StreamError`. A
+   decoder that is also a :class:`SplicingDecoder` can hand text deltas over still as JSON.
 
 Modules never import ``proxy/`` and never do I/O.
 """
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -25,8 +27,9 @@ from typing import Protocol
 from ..canonical import Event, Request, Response
 from ..errors import SwitchboardError
 from ..registry import Compat, Model
+from ..sse import TextRun
 
-__all__ = ["StreamDecoder", "UpstreamCall", "WireAPI", "WireTarget"]
+__all__ = ["SplicingDecoder", "StreamDecoder", "UpstreamCall", "WireAPI", "WireTarget"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,31 @@ class StreamDecoder(Protocol):
     def close(self) -> list[Event]:
         """Events still pending at end of stream; a stream cut short yields a StreamError."""
         ...
+
+
+class SplicingDecoder(abc.ABC):
+    """A :class:`StreamDecoder` that can leave text deltas as JSON, for an encoder that writes JSON.
+
+    :meth:`feed_spliced` is :meth:`feed` with runs of consecutive plain text deltas given as one
+    :class:`~providers.sse.TextRun` of their JSON string contents (see :func:`providers.sse.is_json_text`)
+    in place of their ``TextDelta`` events; every other event is canonical, in the same order. The
+    translated leg (:meth:`proxy.translated.TranslatedLeg.stream_steps`) calls it, instead of
+    :meth:`feed`, when its encoder is a ``proxy.translated.SplicingEncoder``; one stream uses one of the two.
+
+    Declared by subclassing: a nominal ``isinstance`` costs nothing per request, where one against a
+    runtime-checkable Protocol costs microseconds.
+    """
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    def feed(self, chunk: bytes) -> list[Event]: ...
+
+    @abc.abstractmethod
+    def feed_spliced(self, chunk: bytes) -> list[Event | TextRun]: ...
+
+    @abc.abstractmethod
+    def close(self) -> list[Event]: ...
 
 
 class WireAPI(Protocol):

@@ -85,6 +85,8 @@ _KNOWN = frozenset(
         "metadata",
     }
 )
+#: What does not go to ``Request.extra``: one membership test per body key.
+_NOT_EXTRA = _KNOWN | _DROPPED
 
 
 def decode_request(body: dict[str, Any], upstream_model: str, provider_name: str) -> Request:
@@ -120,7 +122,7 @@ def decode_request(body: dict[str, Any], upstream_model: str, provider_name: str
         user=req.user,
         service_tier=req.service_tier,
         metadata=req.metadata,
-        extra={k: v for k, v in body.items() if k not in _KNOWN and k not in _DROPPED},
+        extra={k: v for k, v in body.items() if k not in _NOT_EXTRA},
     )
 
 
@@ -138,10 +140,11 @@ def _reject_unsupported(req: ChatRequest, provider: str) -> None:
 def _convert_message(
     msg: ChatMessage, i: int, system: list[Text], out: list[Message], tool_names: dict[str, str], provider: str
 ) -> None:
-    if isinstance(msg, SystemMessage | DeveloperMessage):
-        system.extend(b for b in _convert_content(msg.content, i, provider) if isinstance(b, Text))
-    elif isinstance(msg, UserMessage):
+    # The commonest kind first (the kinds are disjoint).
+    if isinstance(msg, UserMessage):
         out.append(Message("user", _convert_content(msg.content, i, provider)))
+    elif isinstance(msg, SystemMessage | DeveloperMessage):
+        system.extend(b for b in _convert_content(msg.content, i, provider) if isinstance(b, Text))
     elif isinstance(msg, AssistantMessage):
         out.append(Message("assistant", _convert_assistant(msg, i, tool_names)))
     else:

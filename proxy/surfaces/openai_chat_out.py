@@ -12,9 +12,9 @@ call as ``thought_signature``.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
+from random import getrandbits
 from typing import Any
 
 import msgspec
@@ -38,19 +38,26 @@ from providers.canonical import (
 from providers.errors import SwitchboardError, UpstreamError
 from providers.sse import TextRun
 
+from ..translated import SplicingEncoder
+
 __all__ = ["ChunkEncoder", "encode_response", "new_completion_id"]
 
 _DONE = b"data: [DONE]\n\n"
 _encode = msgspec.json.encode
-_decode_text = msgspec.json.Decoder(str).decode
 #: A content delta chunk's bytes around the JSON string of its text (the keys in _chunk's order).
 _CONTENT_OPEN = b'"choices":[{"index":0,"delta":{"content":'
 _CONTENT_CLOSE = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+#: The first content delta chunk's (it carries the role).
+_FIRST_CONTENT_OPEN = b'"choices":[{"index":0,"delta":{"role":"assistant","content":'
+#: The finish chunk's bytes around the JSON string of its reason.
+_FINISH_OPEN = b'"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":'
+_FINISH_CLOSE = b"}]}\n\n"
 
 
 def new_completion_id() -> str:
-    # 24 random hex digits, the length OpenAI's ids have; uuid4() would build a UUID object per response.
-    return "chatcmpl-" + os.urandom(12).hex()
+    # 24 random hex digits, the length OpenAI's ids have. An id need only be unique, not secret: the
+    # process's PRNG costs no system call per response (os.urandom does, which is slow under load).
+    return f"chatcmpl-{getrandbits(96):024x}"
 
 
 def encode_response(resp: Response, model: str) -> dict[str, Any]:
@@ -119,11 +126,8 @@ def _usage(u: Usage) -> dict[str, Any]:
     }
 
 
-class ChunkEncoder:
-    """Turns canonical events into SSE bytes, one instance per response."""
-
-    #: :meth:`encode` takes :class:`TextRun` items too (proxy.translated.SplicingEncoder).
-    splices_text = True
+class ChunkEncoder(SplicingEncoder):
+    """Turns canonical events (and spliced text runs) into SSE bytes, one instance per response."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
         self._id = new_completion_id()
@@ -158,18 +162,23 @@ class ChunkEncoder:
             if isinstance(ev, TextRun):
                 texts = ev.texts
                 if not self._started:
-                    # The first chunk also carries the role: through the general path.
-                    out.append(self._chunk({"content": _decode_text(b'"' + texts[0] + b'"')}))
+                    # The first chunk also carries the role.
+                    self._started = True
+                    out += (self._head, _FIRST_CONTENT_OPEN, b'"', texts[0], b'"', _CONTENT_CLOSE)
                     texts = texts[1:]
                     if not texts:
                         continue
                 out += (self._run_open, self._run_sep.join(texts), self._run_close)
                 continue
-            if type(ev) is TextDelta and self._started:
+            if type(ev) is TextDelta:
                 # The bulk of a stream: a content delta, framed without building its dict (and without
                 # concatenating: the pieces are copied once, by the join).
                 if ev.text:
-                    out += (content_open, _encode(ev.text), _CONTENT_CLOSE)
+                    if self._started:
+                        out += (content_open, _encode(ev.text), _CONTENT_CLOSE)
+                    else:
+                        self._started = True
+                        out += (self._head, _FIRST_CONTENT_OPEN, _encode(ev.text), _CONTENT_CLOSE)
                 continue
             if isinstance(ev, StreamError):
                 out.append(self._error(ev.error))
@@ -189,7 +198,8 @@ class ChunkEncoder:
         if not self._started:
             parts.append(self._chunk({"role": "assistant", "content": ""}))
         reason = self._finish or ("tool_calls" if self._has_calls else "stop")
-        parts.append(self._frame({"choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}]}))
+        # The finish chunk framed as _frame would write {"choices": [{... "finish_reason": reason}]}.
+        parts += (self._head, _FINISH_OPEN, _encode(reason), _FINISH_CLOSE)
         if self._include_usage:
             parts.append(self._frame({"choices": [], "usage": _usage(self._usage or Usage())}))
         parts.append(_DONE)
