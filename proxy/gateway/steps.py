@@ -162,9 +162,13 @@ class GatewaySteps(Steps):
                 code="model_not_allowed",
                 param="model",
             )
+        if key.rpm is None and key.tpm is None and key.parallel is None and key.budget is None:
+            return _Ticket(admit.surface, key.id, None, input_estimate)  # nothing to count or reserve
         model = target.model
         max_output = admit.max_output or (model.max_tokens if model is not None else _DEFAULT_MAX_OUTPUT)
-        worst = cost_of(model.cost if model is not None else _NO_COST, Usage(input_estimate, max_output))
+        worst = 0.0
+        if key.budget is not None:
+            worst = cost_of(model.cost if model is not None else _NO_COST, Usage(input_estimate, max_output))
         admission = await self._gw.limiter.admit(key, input_estimate + max_output, worst, time.time())
         return _Ticket(admit.surface, key.id, admission, input_estimate)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ import msgspec
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from msgspec.structs import astuple
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -138,7 +140,19 @@ class SqlStore:
             if rec.key_id is not None and rec.ts > last_used.get(rec.key_id, float("-inf")):
                 last_used[rec.key_id] = rec.ts
         async with self._write() as conn:
-            await conn.execute(usage.insert(), [row_from_record(rec) for rec in records])
+            # The driver's own executemany with tuples: SQLAlchemy's per-row parameter processing cost
+            # more than the insert itself (measured), and this runs beside the request path.
+            style = conn.dialect.paramstyle
+            if style == "qmark":
+                # SQLite: many rows per statement. Its driver runs in a thread and takes the GIL back after
+                # every statement step, so one step per row meant thousands of GIL hand-offs a second
+                # with the event loop (measured: the stream path fell from 86% to 67% of plain).
+                for start in range(0, len(records), _SQLITE_ROWS):
+                    part = records[start : start + _SQLITE_ROWS]
+                    flat = [value for rec in part for value in astuple(rec)]
+                    await conn.exec_driver_sql(_insert_usage_sql(style, len(part)), tuple(flat))
+            else:
+                await conn.exec_driver_sql(_insert_usage_sql(style, 1), [astuple(rec) for rec in records])
             if last_used:
                 await conn.execute(
                     keys.update()
@@ -333,3 +347,24 @@ def _upgrade(connection: Connection) -> None:
     config.set_main_option("script_location", str(_MIGRATIONS))
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+#: Rows per SQLite INSERT: 18 values each stays under SQLite's 32,766 bound variables.
+_SQLITE_ROWS = 500
+
+
+@functools.cache
+def _insert_usage_sql(paramstyle: str, rows: int) -> str:
+    """``INSERT INTO usage`` of ``rows`` rows for the driver's placeholder style (sqlite3: ``?``,
+    asyncpg: ``$n``, one row: the driver's executemany repeats it)."""
+    fields = UsageRecord.__struct_fields__
+    n = len(fields)
+    if paramstyle == "qmark":
+        one = "(" + ", ".join("?" for _ in fields) + ")"
+        values = ", ".join(one for _ in range(rows))
+    elif paramstyle == "numeric_dollar":
+        values = ", ".join("(" + ", ".join(f"${r * n + i}" for i in range(1, n + 1)) + ")" for r in range(rows))
+    else:
+        one = "(" + ", ".join("%s" for _ in fields) + ")"
+        values = ", ".join(one for _ in range(rows))
+    return f"INSERT INTO usage ({', '.join(fields)}) VALUES {values}"  # noqa: S608 - fixed names, no client text

@@ -1,0 +1,7 @@
+-- Streaming Anthropic Messages request for bench/run.sh, with the headers the anthropic SDK sends;
+-- MODEL is replaced per target.
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["x-api-key"] = "sk-bench-1234"
+wrk.headers["anthropic-version"] = "2023-06-01"
+wrk.body = '{"model":"MODEL","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Say hello."}]}'
