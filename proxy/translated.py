@@ -21,6 +21,7 @@ from providers.request_facts import facts_from_request
 from providers.sse import TextRun
 from providers.wire.base import SplicingDecoder, StreamDecoder, UpstreamCall, WireAPI, WireTarget
 
+from .metering import estimate_output_tokens
 from .router import Target
 from .upstream_call import wire_target
 
@@ -75,17 +76,17 @@ class TranslatedLeg:
         "_decoder",
         "_encoder",
         "_encoder_for",
+        "_last",
+        "_relayed",
         "_respond",
         "_target",
         "_usage",
         "_wire",
         "_wt",
+        "estimated",
         "facts",
         "stream",
     )
-
-    #: The usage is the upstream's own (or None for a stream cut before it): never a count of ours.
-    estimated = False
 
     def __init__(
         self,
@@ -107,6 +108,10 @@ class TranslatedLeg:
         #: For a cloud adapter, read once from the canonical request (adapters never decode bodies).
         self.facts = facts_from_request(creq) if target.provider.adapter else None
         self.stream = creq.stream
+        #: :meth:`usage` was counted from what was forwarded (a stream cut before the upstream's usage).
+        self.estimated = False
+        self._relayed = 0
+        self._last = b""
 
     def call(self, auth: ResolvedAuth) -> UpstreamCall:
         # Per attempt: a re-resolved credential may carry another base URL or headers.
@@ -140,13 +145,41 @@ class TranslatedLeg:
         decoder = self._decoder = self._wire.stream_decoder(self._sent_to())
         encoder = self._encoder = self._encoder_for(self._target.upstream_model, self._creq.include_usage)
         close, finish = decoder.close, encoder.finish
+        step: Callable[[bytes], bytes]
         if isinstance(decoder, SplicingDecoder) and isinstance(encoder, SplicingEncoder):
             # Text deltas go from the upstream's JSON to the client's without being decoded (see
             # SplicingEncoder); every other event is canonical as usual.
             feed_spliced, splice = decoder.feed_spliced, encoder.encode
-            return lambda chunk: splice(feed_spliced(chunk)), lambda: finish(close()), encoder.error
-        feed, encode = decoder.feed, encoder.encode
-        return lambda chunk: encode(feed(chunk)), lambda: finish(close()), encoder.error
+
+            def step(chunk: bytes) -> bytes:
+                return splice(feed_spliced(chunk))
+
+        else:
+            feed, encode = decoder.feed, encoder.encode
+
+            def step(chunk: bytes) -> bytes:
+                return encode(feed(chunk))
+
+        def counted(chunk: bytes) -> bytes:
+            # What was forwarded, for the usage of a stream cut before the upstream's own count.
+            out = step(chunk)
+            if out:
+                self._relayed += len(out)
+                self._last = out
+            return out
+
+        return counted, lambda: finish(close()), encoder.error
 
     def usage(self) -> Usage | None:
-        return self._encoder.usage() if self._encoder is not None else self._usage
+        """The upstream's usage; for a stream cut before its output count, that count estimated from
+        the bytes forwarded (:func:`proxy.metering.estimate_output_tokens`) and :attr:`estimated` set."""
+        if self._encoder is None:
+            return self._usage
+        usage = self._encoder.usage()
+        if (usage is not None and usage.output_tokens > 0) or self._relayed == 0:
+            return usage
+        self.estimated = True
+        output = estimate_output_tokens(self._relayed, self._last)
+        if usage is None:
+            return Usage(output_tokens=output)
+        return Usage(usage.input_tokens, output, usage.cache_read_tokens, usage.cache_write_tokens)

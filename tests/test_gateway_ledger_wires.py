@@ -148,3 +148,32 @@ def test_the_ledger_holds_what_the_upstream_reported(
     assert (rec["cached_tokens"], rec["cache_write_tokens"]) == (want.cached, want.cache_write)
     assert rec["cost"] == pytest.approx(want.cost())
     assert rec["cost"] > 0
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_a_stream_cut_by_the_upstream_is_recorded_estimated(
+    kind: str, isolated_env: Path, monkeypatch: pytest.MonkeyPatch, start_proxy: Callable[..., Proxy]
+) -> None:
+    from proxy.config import ServerConfig
+    from tests.fakes.server import Action
+
+    monkeypatch.setenv("SWITCHBOARD_MASTER_KEY", MASTER)
+    up, fake = _setup(kind, isolated_env, monkeypatch)
+    try:
+        # Cut before the upstream's final usage (OpenAI's usage chunk, Anthropic's message_delta).
+        fake.push(Action("break", after_events=4))
+        proxy = start_proxy(config=ServerConfig(discovery=ServerConfig().discovery.__class__(enabled=False)))
+        key, key_id = _key(proxy)
+        client = openai.OpenAI(base_url=proxy.url + "/v1", api_key=key, max_retries=0)
+        messages: Any = [{"role": "user", "content": "hello there, tell me a long story"}]
+        with pytest.raises(openai.APIError):
+            for _ in client.chat.completions.create(model=up.model, messages=messages, stream=True):
+                pass
+        client.close()
+        (rec,) = _records(proxy, key_id, 1)
+    finally:
+        fake.stop()
+    assert rec["stream"] is True
+    assert rec["estimated"] is True
+    assert rec["input_tokens"] > 0 and rec["output_tokens"] > 0
+    assert rec["cost"] > 0

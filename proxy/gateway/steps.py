@@ -180,6 +180,9 @@ class GatewaySteps(Steps):
         if usage is None and outcome.status == 499:
             # The upstream read the prompt before the client left: charge at least that.
             usage, estimated = Usage(input_tokens=ticket.input_estimate), True
+        elif usage is not None and estimated and usage.input_tokens == 0:
+            # A stream cut before the upstream said what the prompt cost: the input estimate stands in.
+            usage.input_tokens = ticket.input_estimate
         target = outcome.target
         model = target.model
         cost = cost_of(model.cost, usage) if usage is not None and model is not None else 0.0
