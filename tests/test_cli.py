@@ -301,3 +301,47 @@ def test_serve_on_a_public_address_with_insecure_no_auth(
     assert "switchboard starting on http://0.0.0.0:" in server.stderr
     code, _ = _stop(server)
     assert code == 0, server.stderr
+
+
+def test_serve_on_a_public_address_with_a_master_key_from_config(
+    serve: Callable[..., tuple[Server, float]], isolated_env: Path
+) -> None:
+    """A master key lets the gateway bind every interface; config.json's ``$VAR`` form is resolved, and
+    the key then opens the admin API (and only it: a client without a key is refused)."""
+    master = "sk-sb-master-from-var-0123456789"
+    write_json(isolated_env / "config.json", {"discovery": {"enabled": False}, "master_key": "$MY_MASTER"})
+    server, _ = serve("--host", "0.0.0.0", extra_env={"MY_MASTER": master})
+    assert "switchboard starting on http://0.0.0.0:" in server.stderr
+    assert "--insecure-no-auth" not in server.stderr
+    with httpx.Client(timeout=10) as http:
+        assert http.get(server.url + "/admin/v1/keys", headers={"Authorization": f"Bearer {master}"}).status_code == 200
+        assert http.get(server.url + "/v1/models").status_code == 401
+    assert master not in server.stderr
+    code, _ = _stop(server)
+    assert code == 0, server.stderr
+
+
+def test_master_key_forms(isolated_env: Path, tmp_path: Path) -> None:
+    from providers.errors import ConfigError
+    from proxy.config import Paths, ServerConfig
+    from proxy.gateway.gateway import master_key_value
+
+    paths = Paths(isolated_env)
+    write_json(isolated_env / "config.json", {})
+    assert master_key_value(ServerConfig(), paths, {}) is None
+    literal = "sk-sb-master-literal-0123456789"
+    assert master_key_value(ServerConfig(master_key=literal), paths, {}) == literal
+    # The environment's value is a literal and wins over the file.
+    env_key = "sk-sb-master-env-0123456789abcd"
+    assert master_key_value(ServerConfig(master_key=literal), paths, {"SWITCHBOARD_MASTER_KEY": env_key}) == env_key
+    assert master_key_value(ServerConfig(master_key="$MK"), paths, {"MK": literal}) == literal
+    # A !command runs only from a config.json the operator alone can write.
+    command = ServerConfig(master_key=f"!printf {literal}")
+    assert master_key_value(command, paths, {}) == literal
+    (isolated_env / "config.json").chmod(0o666)
+    with pytest.raises(ConfigError):
+        master_key_value(command, paths, {})
+    with pytest.raises(ConfigError, match="shorter than 16"):
+        master_key_value(ServerConfig(master_key="short"), paths, {})
+    with pytest.raises(ConfigError, match="does not resolve"):
+        master_key_value(ServerConfig(master_key="$UNSET_MK"), paths, {})
