@@ -23,7 +23,9 @@
 #   GATEWAY [1]      1 also runs ours as a team gateway: a virtual key on every request and usage recorded, with
 #                    SQLite (gw-sqlite) and, when they answer on 127.0.0.1, PostgreSQL + Redis (gw-pg-redis),
 #                    each with its own memory phase; the -limits runs use a key with rpm, tpm, parallel and
-#                    a budget set (never reached).  PG_URL [postgresql://postgres@127.0.0.1:5432]
+#                    a budget set (never reached). AB_ROUNDS [3]: the gateway and a plain ours (on TWIN_PORT,
+#                    OURS_PORT+7) are also run alternately, D s each, and the ratio of their summed rps is
+#                    the verdict (drift on a shared host cancels out); 0 compares the rows above instead.  PG_URL [postgresql://postgres@127.0.0.1:5432]
 #                    REDIS_URL [redis://127.0.0.1:6379/0]
 #   LATENCY [1]      0 skips the one-connection latency runs
 #   MEM [1]          0 skips the memory phase;  MEM_N [100000] requests in it (two halves)
@@ -41,6 +43,7 @@ D=${D:-5}; C=${C:-32}
 OURS=${OURS:-1}; LITELLM=${LITELLM:-1}; FLOOR=${FLOOR:-1}; ANTHROPIC=${ANTHROPIC:-0}; SURFACES=${SURFACES:-1}
 TRANSPORTS=${TRANSPORTS:-0}; SERVERS=${SERVERS:-0}; LATENCY=${LATENCY:-1}; GATEWAY=${GATEWAY:-1}
 PG_URL=${PG_URL:-postgresql://postgres@127.0.0.1:5432}; REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+AB_ROUNDS=${AB_ROUNDS:-3}; TWIN_PORT=${TWIN_PORT:-$(( ${OURS_PORT:-18090} + 7 ))}
 #: The client key every request sends (a gateway run replaces it with the virtual key it created).
 BENCH_KEY=sk-bench-1234
 BENCH_MASTER=sk-sb-master-bench-0123456789abcdef
@@ -573,6 +576,28 @@ gateway_key(){ # spec-json -> sets BENCH_KEY to a new virtual key of the running
 }
 #: A key with every limit set (none reached): what checking rpm, tpm, parallel and a budget costs.
 LIMITED='{"name": "bench", "budget": 1000000, "rpm": 100000000, "tpm": 100000000000, "parallel": 100000}'
+declare -A AB
+twin_pid=""
+start_twin(){ # a plain ours (no gateway) beside the gateway one, for the interleaved comparison
+  local home="$work/home-twin"
+  mkdir -p "$home"; cp "$work/home-default/models.json" "$home/"
+  env -u SWITCHBOARD_UPSTREAM_CLIENT -u SWITCHBOARD_ASGI_SERVER SWITCHBOARD_HOME="$home" \
+    setsid "$ours_bin" serve --host 127.0.0.1 --port "$TWIN_PORT" >"$work/twin.log" 2>&1 &
+  twin_pid=$!; pids+=("$twin_pid")
+  wait_ready "http://127.0.0.1:$TWIN_PORT/healthz" "$twin_pid" 60
+}
+ab(){ # key gw-url plain-url model script: AB_ROUNDS alternating runs of each (D s) -> AB[key] = gateway/plain rps
+  local i a b sa=0 sb=0
+  for i in $(seq 1 "$AB_ROUNDS"); do
+    run_wrk "$work/ab-plain.out" "$C" "$D" "$3" "$4" "$5"; settle "$twin_pid"
+    run_wrk "$work/ab-gw.out" "$C" "$D" "$2" "$4" "$5"; settle "$ours_pid"
+    a=$(parse_wrk "$work/ab-gw.out" | awk '{print $1}'); b=$(parse_wrk "$work/ab-plain.out" | awk '{print $1}')
+    sa=$(awk -v x="$sa" -v y="$a" 'BEGIN {print x + y}'); sb=$(awk -v x="$sb" -v y="$b" 'BEGIN {print x + y}')
+  done
+  AB[$1]=$(awk -v a="$sa" -v b="$sb" 'BEGIN {printf "%.3f", (b > 0) ? a / b : 0}')
+  say "interleaved $1: gateway/plain = ${AB[$1]} over $AB_ROUNDS rounds (gateway $(printf '%.0f' "$sa"), plain $(printf '%.0f' "$sb") rps summed)"
+}
+
 gateway_run(){ # label key-spec-json mem(0|1) env-assignments...
   local label=$1 spec=$2 mem=$3; shift 3
   if start_ours "$label" SWITCHBOARD_MASTER_KEY="$BENCH_MASTER" "$@"; then
@@ -581,6 +606,11 @@ gateway_run(){ # label key-spec-json mem(0|1) env-assignments...
       bench "ours[$label]"        "http://127.0.0.1:$OURS_PORT/v1/chat/completions" bench/gpt-bench        post.lua        ours python-floor
       bench "ours-stream[$label]" "http://127.0.0.1:$OURS_PORT/v1/chat/completions" bench-stream/gpt-bench post-stream.lua ours-stream python-floor-stream
       latency "ours[$label]" "http://127.0.0.1:$OURS_PORT/v1/chat/completions" bench/gpt-bench post.lua
+      if [ "$AB_ROUNDS" -gt 0 ] && [[ "$label" != *-limits ]] && start_twin; then
+        ab "ours[$label]" "http://127.0.0.1:$OURS_PORT/v1/chat/completions" "http://127.0.0.1:$TWIN_PORT/v1/chat/completions" bench/gpt-bench post.lua
+        ab "ours-stream[$label]" "http://127.0.0.1:$OURS_PORT/v1/chat/completions" "http://127.0.0.1:$TWIN_PORT/v1/chat/completions" bench-stream/gpt-bench post-stream.lua
+      fi
+      [ -n "$twin_pid" ] && { stop_group "$twin_pid"; forget "$twin_pid"; twin_pid=""; }
       if on "$MEM" && on "$mem" && [ "${CHECKED[ours[$label]]:-}" = ok ]; then
         local saved=$mem_verdict
         mem_lines+=("ours[$label]:")
@@ -662,7 +692,14 @@ for v in "${gw_mem[@]+"${gw_mem[@]}"}"; do verdicts+=("$v"); done
 for label in "${gw_labels[@]+"${gw_labels[@]}"}"; do
   for pair in "ours[$label]:ours" "ours-stream[$label]:ours-stream"; do
     g=${pair%%:*}; p=${pair#*:}
-    if clean "$g" && clean "$p"; then
+    if [ -n "${AB[$g]:-}" ]; then
+      if [[ "$label" == *-limits ]]; then
+        verdicts+=("$g of plain (interleaved): $(awk -v r="${AB[$g]}" 'BEGIN {printf "%.0f%% (every limit checked; no target)", 100 * r}')")
+      else
+        verdicts+=("$g of plain (interleaved): $(awk -v r="${AB[$g]}" 'BEGIN {
+          printf "%s (%.0f%%, target >= 80%%)", (r >= 0.8) ? "PASS" : "FAIL", 100 * r }')")
+      fi
+    elif clean "$g" && clean "$p"; then
       if [[ "$label" == *-limits ]]; then
         verdicts+=("$g of plain $p: $(awk -v a="${RPS[$g]}" -v b="${RPS[$p]}" 'BEGIN {printf "%.0f%% (every limit checked; no target)", 100 * a / b}')")
       else
