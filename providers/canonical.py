@@ -163,6 +163,9 @@ class Request:
     metadata: dict[str, str] | None = None
     #: Client fields with no canonical meaning, for wire modules that can pass them on.
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The client offered a hosted web search tool (Responses ``web_search``, Anthropic ``web_search_*``):
+    #: wire modules whose API has one add it (Anthropic, Gemini); the others drop it, never failing.
+    web_search: bool = False
 
 
 # --- answers --------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ Request translation:
   last system block and the last block of the last user turn, four breakpoints at most in all.
 * ``response_format``: ``json_schema`` becomes ``output_config.format`` (structured outputs);
   ``json_object`` becomes a last system block asking for one JSON object (:data:`JSON_OBJECT_INSTRUCTION`).
+* ``web_search`` adds Anthropic's hosted search tool (:data:`WEB_SEARCH_TOOL`) to ``tools``; Anthropic
+  runs it within the turn, and the answer's search blocks are skipped (only the cited text comes back).
 """
 
 from __future__ import annotations
@@ -43,7 +45,15 @@ from .base import StreamDecoder, UpstreamCall, WireAPI, WireTarget
 from .claude_rules import INTERLEAVED_THINKING_BETA, oauth_token, plan_thinking, tool_id, unsigned_tool_turn
 from .replay import issuer
 
-__all__ = ["API", "CLAUDE_CODE_IDENTITY", "JSON_OBJECT_INSTRUCTION", "NAME", "OAUTH_BETAS", "OAUTH_HEADERS"]
+__all__ = [
+    "API",
+    "CLAUDE_CODE_IDENTITY",
+    "JSON_OBJECT_INSTRUCTION",
+    "NAME",
+    "OAUTH_BETAS",
+    "OAUTH_HEADERS",
+    "WEB_SEARCH_TOOL",
+]
 
 NAME = anthropic_stream.NAME
 CLAUDE_CODE_IDENTITY = "You are Claude Code, Anthropic's official CLI for Claude."
@@ -68,6 +78,10 @@ _NO_SAMPLING = re.compile(r"opus-4-[78]|(?:opus|sonnet|haiku|fable|mythos)-5")
 JSON_OBJECT_INSTRUCTION = (
     "Answer with a single JSON object and nothing else: no text before or after it and no Markdown code fence."
 )
+#: Anthropic's hosted web search, offered when the client offered its own (``Request.web_search``); its
+#: ``server_tool_use`` / ``web_search_tool_result`` answer blocks are skipped by :mod:`.anthropic_stream`.
+WEB_SEARCH_TOOL = {"type": "web_search_20250305", "name": "web_search"}
+_WEB_SEARCH_PROVIDERS = frozenset({"anthropic"})
 
 
 class _AnthropicMessages:
@@ -96,10 +110,15 @@ class _AnthropicMessages:
         if system:
             body["system"] = system
         body["messages"] = messages
-        if req.tools:
-            body["tools"] = _convert_tools(req.tools)
+        # Only Anthropic itself runs its hosted search: other Anthropic-speaking servers (Kimi, MiniMax,
+        # Copilot, Vertex) may refuse the tool, and a hosted tool must never make a request fail.
+        web_search = req.web_search and target.provider_id in _WEB_SEARCH_PROVIDERS and not vertex
+        if req.tools or web_search:
+            body["tools"] = _convert_tools(req.tools) + ([dict(WEB_SEARCH_TOOL)] if web_search else [])
             choice = _convert_tool_choice(req.tool_choice, req.parallel_tool_calls)
-            if choice is not None:
+            # With search alone, "any"/"tool" would force a search (or name no tool): the choice was
+            # about the client's functions, and there are none.
+            if choice is not None and (req.tools or choice["type"] in ("auto", "none")):
                 body["tool_choice"] = choice
         if req.stop:
             body["stop_sequences"] = list(req.stop)

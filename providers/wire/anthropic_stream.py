@@ -12,6 +12,10 @@ Used through :data:`providers.wire.anthropic_messages.API`. Anthropic streams na
     error                           an error after the stream started (e.g. overloaded_error)
 
 Token counts follow the canonical (OpenAI) convention: input tokens include cache reads and writes.
+
+Blocks of hosted tools Anthropic ran itself (``server_tool_use`` with its ``input_json_delta``,
+``web_search_tool_result``) are skipped, as are ``citations`` and ``citations_delta``: the client did not
+call them and cannot run them, so only the text that cites them comes through.
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ Translation notes (the canonical model is in :mod:`providers.canonical`):
   later answer 400 "Penalty is not enabled for models/..."), and are dropped elsewhere, as a zero is.
   ``service_tier`` and ``metadata`` have no equivalent and are dropped; ``n`` other than 1 is refused
   by the surface.
+* ``web_search`` becomes the ``google_search`` tool (Gemini 2.0+), only when there are no function tools
+  (the API refuses the two together); otherwise it is dropped.
 * Gemini 3 refuses a function call without a signature in history (e.g. a conversation begun on
   another provider); such a turn gets the documented ``skip_thought_signature_validator`` value.
 """
@@ -116,6 +118,11 @@ class GoogleGenerativeAI:
             choice = convert_tool_choice(req)
             if choice is not None:
                 body["toolConfig"] = {"functionCallingConfig": choice}
+        elif req.web_search and _has_google_search(target.model_id):
+            # generateContent refuses google_search next to function declarations ("Tool use with function
+            # calling is unsupported", unless opted in on Gemini 3), so search is offered only without
+            # function tools; and without toolConfig, which needs function declarations.
+            body["tools"] = [{"google_search": {}}]
         config = generation_config(req, target)
         _add_sampling(config, req, target)
         if config:
@@ -181,6 +188,12 @@ API = GoogleGenerativeAI()
 
 
 # --- request ----------------------------------------------------------------------------------
+
+
+def _has_google_search(model_id: str) -> bool:
+    """Gemini 2.0 and later have ``google_search`` (1.x had ``google_search_retrieval``; Gemma has none)."""
+    mid = model_id.lower().removeprefix("models/")
+    return mid.startswith("gemini-") and not mid.startswith("gemini-1")
 
 
 def _add_sampling(config: dict[str, Any], req: Request, target: WireTarget) -> None:

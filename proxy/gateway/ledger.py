@@ -32,7 +32,9 @@ _BACKOFF_CAP = 10.0
 
 
 class Ledger:
-    def __init__(self, store: Store, *, interval: float = 1.0, max_batch: int = 20_000, max_queue: int = 200_000) -> None:
+    def __init__(
+        self, store: Store, *, interval: float = 1.0, max_batch: int = 20_000, max_queue: int = 200_000
+    ) -> None:
         self._store = store
         self._interval = interval
         self._max_batch = max_batch

@@ -19,8 +19,9 @@ Mapping:
   asks 32000, more than most non-Claude models allow).
 * ``stop_sequences`` → ``stop``; ``metadata.user_id`` → ``user``; ``tool_choice`` and
   ``disable_parallel_tool_use`` map directly; ``top_k`` travels in ``extra``.
-* Dropped for every translated provider: hosted tools (``web_search_*``, ``bash_*``: only Anthropic
-  runs them), their ``server_tool_use`` / ``web_search_tool_result`` blocks, ``context_management``,
+* A hosted ``web_search_*`` tool sets ``Request.web_search`` (Gemini adds its own search tool; the
+  others drop it). Dropped for every translated provider: the other hosted tools (``bash_*``: only
+  Anthropic runs them), the ``server_tool_use`` / ``web_search_tool_result`` blocks, ``context_management``,
   ``service_tier``, citations.
 """
 
@@ -84,6 +85,7 @@ def to_canonical(req: MessagesRequest, upstream_model: str, model: Model | None,
         messages=messages,
         system=_convert_system(req.system),
         tools=_convert_tools(req.tools),
+        web_search=any(tool.type is not None and tool.type.startswith("web_search_") for tool in req.tools or ()),
         tool_choice=_convert_tool_choice(req.tool_choice),
         parallel_tool_calls=False if _parallel_disabled(req.tool_choice) else None,
         max_tokens=max_tokens,

@@ -10,6 +10,8 @@ Mapping:
   argument ``input`` (their grammar in the description); ``namespace`` tools flattened to
   ``{namespace}__{name}``; ``local_shell`` → a function ``local_shell`` taking the exec action.
   :class:`Shape` remembers all of it, so the answer maps the calls back (:mod:`.responses_out`);
+* a hosted ``web_search`` / ``web_search_preview`` tool → ``Request.web_search`` (the wire modules
+  whose API has a search tool add theirs; the others drop it);
 * a ``reasoning`` item whose ``encrypted_content`` Switchboard sealed (:func:`seal`) becomes the
   :class:`Thinking` it came from (text, signature, opaque data, issuer), so the wire module replays it
   exactly, and only to the service that issued it (:mod:`providers.wire.replay`); a sealed call
@@ -140,6 +142,7 @@ def to_canonical(req: ResponsesRequest, body: dict[str, Any], model: str) -> tup
     creq = Request(model=model, messages=_messages(items, system), system=system)
     creq.tools = [tool for spec in req.tools or () for tool in _tools(spec, shape)]
     creq.tool_choice = _choice(req.tool_choice)
+    creq.web_search = _asks_web_search(body)
     creq.parallel_tool_calls = req.parallel_tool_calls
     creq.max_tokens = req.max_output_tokens
     creq.temperature, creq.top_p = req.temperature, req.top_p
@@ -325,6 +328,15 @@ def _tools(spec: Any, shape: Shape) -> list[Tool]:
         return [_tool(spec, spec.name, shape)]
     shape.local_shell = True
     return [Tool(LOCAL_SHELL, "Runs a command on the user's machine and returns its output.", _SHELL_PARAMETERS)]
+
+
+def _asks_web_search(body: dict[str, Any]) -> bool:
+    """The client offered ``web_search`` / ``web_search_preview`` (dated variants too). :func:`validate`
+    left hosted tools out of the typed request, so the client's own dict says."""
+    tools = body.get("tools")
+    return isinstance(tools, list) and any(
+        isinstance(t, dict) and isinstance(t.get("type"), str) and t["type"].startswith("web_search") for t in tools
+    )
 
 
 def _tool(spec: FunctionTool | CustomTool, name: str, shape: Shape) -> Tool:
