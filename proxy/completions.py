@@ -27,6 +27,7 @@ from .metering import request_usage, worst_case_output
 from .pipeline import Leg, Pipeline
 from .router import Target
 from .runtime import Runtime
+from .surfaces.openai_chat_types import decode_object
 from .upstream_call import wire_target
 
 __all__ = ["LegacyCompletions", "completions_url", "handle_completions"]
@@ -107,15 +108,7 @@ class _CompletionsLeg(_PassthroughLeg):
 
 def _decode(body: bytearray) -> dict[str, Any]:
     """The body as a dict with a ``model`` string and a ``prompt``; the upstream checks the rest."""
-    try:
-        req = msgspec.json.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise InvalidRequest(f"the request body is not valid JSON ({exc})", code="invalid_json") from exc
-    if not isinstance(req, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    model = req.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("'model' is required: a string such as 'openai/gpt-3.5-turbo-instruct'", param="model")
+    req = decode_object(body, "openai/gpt-3.5-turbo-instruct")
     if req.get("prompt") is None:
         raise InvalidRequest(
             "'prompt' is required: a string, an array of strings or of token ids "

@@ -41,6 +41,7 @@ __all__ = [
     "ToolSpec",
     "UserMessage",
     "decode_body",
+    "decode_object",
     "nested_deeper_than",
     "too_deep_message",
     "validate",
@@ -273,11 +274,10 @@ _EXPECTED = {
 }
 
 
-def decode_body(body: bytes | bytearray) -> dict[str, Any]:
-    """The request body as a dict with a bounded ``model`` and a non-empty ``messages`` array.
-
-    Raises :class:`InvalidRequest` (400) for anything else, never a foreign exception.
-    """
+def decode_object(body: bytes | bytearray, example_model: str = "openai/gpt-4o") -> dict[str, Any]:
+    """A request body as a dict with a bounded ``model``: the checks every JSON surface starts with
+    (JSON, UTF-8, nesting depth, an object, ``model``). Raises :class:`InvalidRequest` (400) for anything
+    else, never a foreign exception."""
     try:
         req = _DECODER.decode(body)
     except UnicodeDecodeError as exc:
@@ -298,13 +298,19 @@ def decode_body(body: bytes | bytearray) -> dict[str, Any]:
         raise InvalidRequest(too_deep_message(), code="nesting_too_deep")
     model = req.get("model")
     if not isinstance(model, str) or not model:
-        raise InvalidRequest("'model' is required: a string such as 'openai/gpt-4o'", param="model")
+        raise InvalidRequest(f"'model' is required: a string such as '{example_model}'", param="model")
     if len(model) > MAX_MODEL_LENGTH:
         raise InvalidRequest(
             f"'model' is {len(model)} characters long; model ids are at most {MAX_MODEL_LENGTH} "
             "(use 'provider/model-id', GET /v1/models lists them)",
             param="model",
         )
+    return req
+
+
+def decode_body(body: bytes | bytearray) -> dict[str, Any]:
+    """The request body as a dict with a bounded ``model`` and a non-empty ``messages`` array."""
+    req = decode_object(body)
     messages = req.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' is required: a non-empty array of messages", param="messages")

@@ -21,8 +21,7 @@ import msgspec
 
 from providers.errors import InvalidRequest
 
-from ..router import MAX_MODEL_LENGTH
-from .openai_chat_types import MAX_DEPTH, nested_deeper_than, too_deep_message
+from .openai_chat_types import decode_object
 
 __all__ = [
     "CustomTool",
@@ -244,35 +243,10 @@ class ResponsesRequest(_Base):
     store: bool | None = None
 
 
-_DECODER = msgspec.json.Decoder()
-
-
 def decode_body(body: bytes | bytearray) -> dict[str, Any]:
     """The body as a dict with a bounded ``model`` and an ``input``; a 400 for anything else and for the
     stateful features (there is no response store to read from)."""
-    try:
-        req = _DECODER.decode(body)
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest(
-            f"the request body is not valid UTF-8 (at offset {exc.start} of a JSON string: {exc.reason}); "
-            "send text encoded as UTF-8",
-            code="invalid_encoding",
-        ) from exc
-    except RecursionError as exc:
-        raise InvalidRequest(too_deep_message(), code="nesting_too_deep") from exc
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"the request body is not valid JSON ({exc})", code="invalid_json") from exc
-    if not isinstance(req, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    if nested_deeper_than(req, body, MAX_DEPTH):
-        raise InvalidRequest(too_deep_message(), code="nesting_too_deep")
-    model = req.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("'model' is required: a string such as 'openai/gpt-5'", param="model")
-    if len(model) > MAX_MODEL_LENGTH:
-        raise InvalidRequest(
-            f"'model' is {len(model)} characters long; model ids are at most {MAX_MODEL_LENGTH}", param="model"
-        )
+    req = decode_object(body, "openai/gpt-5")
     _refuse_stateful(req)
     items = req.get("input")
     for i, item in enumerate(items if isinstance(items, list) else ()):
