@@ -36,8 +36,8 @@ from providers.errors import InvalidRequest, NotImplementedYet, SwitchboardError
 from providers.transport import aclose_quietly
 from providers.wire.base import WireAPI
 
-from .asgi import Receive, Scope, Send, send_json
-from .pipeline import Leg, Outcome, Pipeline, _send
+from .asgi import Receive, Scope, Send
+from .pipeline import Attempt, Leg, Outcome, Pipeline, _send
 from .router import Target
 from .runtime import Runtime
 from .streaming import Deadline, Reply
@@ -143,9 +143,11 @@ class _EmbeddingsPipeline(Pipeline[EmbedBody]):
         provider = target.provider
         auth = rt.credentials.cached(provider.id, target.model) or await rt.credentials.resolve(provider, target.model)
         outcome.leg = leg
+        attempt = Attempt(target)
+        outcome.attempts.append(attempt)
 
         async def send_one(part: TranslatedLeg) -> tuple[bytes, Mapping[str, str]]:
-            resp, _ = await _send(rt, scope, target, auth, part)
+            resp, _ = await _send(rt, scope, target, auth, part, attempt)
             try:
                 return await resp.read(), resp.headers
             finally:
@@ -156,11 +158,11 @@ class _EmbeddingsPipeline(Pipeline[EmbedBody]):
                 body = await leg.run(send_one)
         except SwitchboardError as exc:
             exc.message = auth.scrub(exc.message)
+            attempt.error_type = exc.code or exc.type
             raise
-        reply.started = True
-        outcome.status = 200
-        outcome.first_byte = time.perf_counter()
-        await send_json(send, 200, body, _JSON)
+        finally:
+            attempt.ended = time.perf_counter()
+        await self._answer(send, reply, outcome, 200, body, _JSON)
 
 
 _PIPELINE = _EmbeddingsPipeline(Embeddings())

@@ -42,12 +42,13 @@ from providers.wire import translating_wire
 from providers.wire.base import UpstreamCall, WireAPI
 
 from .asgi import DisconnectWatch, Receive, Scope, Send, hide_paths, read_body_buffer, send_json
+from .outcome import Attempt, Outcome, request_id_from, retry_after_seconds
 from .router import Target, check_kind
 from .runtime import Runtime
-from .streaming import Deadline, Reply, relay
+from .streaming import SSE_HEADERS, Deadline, Reply, relay
 from .upstream_call import error_hint, final_call, merged_headers
 
-__all__ = ["Admit", "Caller", "Leg", "Outcome", "Pipeline", "Steps", "Surface"]
+__all__ = ["Admit", "Attempt", "Caller", "Leg", "Outcome", "Pipeline", "Steps", "Surface"]
 
 log = logging.getLogger("switchboard")
 
@@ -152,23 +153,6 @@ class Admit:
         self.max_output = max_output
 
 
-class Outcome:
-    """How an admitted request ended, for :meth:`Steps.finish`."""
-
-    __slots__ = ("first_byte", "leg", "started", "status", "target")
-
-    def __init__(self, target: Target) -> None:
-        self.started = time.perf_counter()
-        #: When the answer's head went to the client (perf_counter); None: nothing was sent.
-        self.first_byte: float | None = None
-        #: The Target last tried (the one that answered, when one did).
-        self.target = target
-        #: The client's status: the answer's, the error's, 499 for a client gone, 503 for a shutdown.
-        self.status = 500
-        #: The leg of the last Target tried (its usage), None when no request was built.
-        self.leg: Leg | None = None
-
-
 class Steps:
     """The pipeline's cross-cutting steps, each a no-op here (the gateway's are :mod:`proxy.gateway.steps`).
 
@@ -212,31 +196,45 @@ class Pipeline(Generic[In]):
         self.kind = kind
 
     async def handle(self, rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+        outcome = Outcome(self.surface.path, request_id_from(scope["headers"]))
+        observer = rt.observer
+        if observer is not None:
+            observer.started(outcome, scope)
+        try:
+            await self._handle(rt, scope, receive, send, outcome)
+        finally:
+            if outcome.ended is None:
+                outcome.ended = time.perf_counter()
+            if observer is not None:
+                observer.ended(outcome)
+
+    async def _handle(self, rt: Runtime, scope: Scope, receive: Receive, send: Send, outcome: Outcome) -> None:
         if scope["method"] != "POST":
-            await self._send_error(send, InvalidRequest(f"use POST for {self.surface.path}", status=405))
+            await self._send_error(send, InvalidRequest(f"use POST for {self.surface.path}", status=405), outcome)
             return
         reply = Reply()
         try:
             # From the headers alone: a refused client costs no body read.
-            caller = await rt.steps.authenticate(scope)
+            caller = outcome.caller = await rt.steps.authenticate(scope)
             # Decoded straight from one buffer and not kept: a large body (base64 images) peaks near its size.
             body = await read_body_buffer(receive, scope)
             body_len = len(body)
             req = self.surface.decode(body)
             del body
             reply.watch = DisconnectWatch(receive)
-            await self._serve(rt, scope, caller, req, body_len, send, reply)
+            await self._serve(rt, scope, caller, req, body_len, send, reply, outcome)
         except SwitchboardError as exc:
             log.debug("request failed: %s %s", exc.status, exc.message)
-            await self._send_error(send, exc)
+            await self._send_error(send, exc, outcome)
         except asyncio.CancelledError:
             if reply.client_gone():
+                outcome.status = 499
                 log.debug("client disconnected; upstream request cancelled")
             elif not reply.started:
                 # The server is stopping (it cancels what outlives timeouts.shutdown); a stream already
                 # ended with its last event in proxy.streaming.
                 with contextlib.suppress(Exception):
-                    await self._send_error(send, ServerShuttingDown())
+                    await self._send_error(send, ServerShuttingDown(), outcome)
             # Answered as well as it can be: ending normally keeps the server's log free of a traceback.
             task = asyncio.current_task()
             if task is not None:
@@ -245,20 +243,30 @@ class Pipeline(Generic[In]):
             if reply.watch is not None:
                 reply.watch.stop()
 
-    async def _send_error(self, send: Send, exc: SwitchboardError) -> None:
+    async def _send_error(self, send: Send, exc: SwitchboardError, outcome: Outcome) -> None:
+        outcome.status = exc.status
+        outcome.error_type = exc.code or exc.type
         exc.message = hide_paths(exc.message)
-        headers = [*_JSON, *((k.encode(), v.encode()) for k, v in exc.headers.items())]
+        headers = [*_JSON, *outcome.headers(), *((k.encode(), v.encode()) for k, v in exc.headers.items())]
         await send_json(send, exc.status, self.surface.error_body(exc), headers)
 
     async def _serve(
-        self, rt: Runtime, scope: Scope, caller: Caller, req: In, body_len: int, send: Send, reply: Reply
+        self,
+        rt: Runtime,
+        scope: Scope,
+        caller: Caller,
+        req: In,
+        body_len: int,
+        send: Send,
+        reply: Reply,
+        outcome: Outcome,
     ) -> None:
         steps, surface = rt.steps, self.surface
-        requested = surface.model(req)
+        requested = outcome.requested = surface.model(req)
         routed = rt.router.resolve(requested)
         check_kind(routed, self.kind, surface.path)
         ticket = await steps.admit(caller, Admit(surface.path, requested, routed, body_len, surface.max_output(req)))
-        outcome = Outcome(routed)
+        outcome.target = routed
         try:
             targets = steps.targets(caller, routed)
             last = len(targets) - 1
@@ -279,6 +287,7 @@ class Pipeline(Generic[In]):
             outcome.status = 499 if reply.client_gone() else 503
             raise
         finally:
+            outcome.ended = time.perf_counter()
             steps.finish(caller, ticket, outcome)
 
     async def _exchange(
@@ -296,11 +305,14 @@ class Pipeline(Generic[In]):
         provider = target.provider
         wire = _wire_for(target, self.surface.native_api)
         auth = rt.credentials.cached(provider.id, target.model) or await rt.credentials.resolve(provider, target.model)
+        attempt = Attempt(target)
+        outcome.attempts.append(attempt)
         try:
             leg = outcome.leg = self._build(req, target, auth, wire, release, rt.steps.meter)
+            outcome.stream = leg.stream
             t = rt.client.timeouts
             async with Deadline(provider.name, *t.budget(leg.stream)):
-                resp, auth = await _send(rt, scope, target, auth, leg)
+                resp, auth = await _send(rt, scope, target, auth, leg, attempt)
                 if not leg.stream:
                     try:
                         data = await resp.read()
@@ -311,27 +323,43 @@ class Pipeline(Generic[In]):
                 outcome.status = 200
                 outcome.first_byte = time.perf_counter()
                 step, finish, fail = leg.stream_steps()
-                await relay(
-                    send,
-                    resp,
-                    auth,
-                    step,
-                    finish,
-                    fail,
-                    provider=provider.name,
-                    read_timeout=t.read,
-                    client_gone=reply.client_gone,
-                )
+                try:
+                    await relay(
+                        send,
+                        resp,
+                        auth,
+                        step,
+                        finish,
+                        fail,
+                        provider=provider.name,
+                        read_timeout=t.read,
+                        client_gone=reply.client_gone,
+                        headers=[*SSE_HEADERS, *outcome.headers()],
+                    )
+                finally:
+                    attempt.ended = time.perf_counter()
                 return
             status, body, headers = leg.answer(resp.status, data, resp.headers)
         except SwitchboardError as exc:
             # The one place a message that may quote the provider's answer is masked (and then cut).
             exc.message = auth.scrub(exc.message)
+            attempt.ended = time.perf_counter()
+            attempt.error_type = exc.code or exc.type
             raise
+        except BaseException:
+            attempt.ended = time.perf_counter()
+            raise
+        attempt.ended = time.perf_counter()
+        await self._answer(send, reply, outcome, status, body, headers)
+
+    async def _answer(
+        self, send: Send, reply: Reply, outcome: Outcome, status: int, body: bytes, headers: Headers
+    ) -> None:
+        """A whole (non-streamed) answer to the client, with the headers every answer carries."""
         reply.started = True
         outcome.status = status
         outcome.first_byte = time.perf_counter()
-        await send_json(send, status, body, headers)
+        await send_json(send, status, body, [*headers, *outcome.headers()])
 
     def _build(
         self, req: In, target: Target, auth: ResolvedAuth, wire: WireAPI | None, release: bool, meter: bool
@@ -356,11 +384,12 @@ def _wire_for(target: Target, native_api: str) -> WireAPI | None:
 
 
 async def _send(
-    rt: Runtime, scope: Scope, target: Target, auth: ResolvedAuth, leg: Leg
+    rt: Runtime, scope: Scope, target: Target, auth: ResolvedAuth, leg: Leg, attempt: Attempt | None = None
 ) -> tuple[UpstreamResponse, ResolvedAuth]:
-    """The upstream's answer (< 400) and the credential that got it; a 401 re-resolves it once."""
+    """The upstream's answer (< 400) and the credential that got it; a 401 re-resolves it once.
+    ``attempt`` gets the upstream's status, when its head arrived and the ``retry-after`` it asked for."""
     provider = target.provider
-    for attempt in (1, 2):
+    for round_ in (1, 2):
         call = leg.call(auth)
         headers: Mapping[str, str]
         if provider.adapter:
@@ -371,16 +400,22 @@ async def _send(
         else:
             headers = auth.headers  # nothing to merge: no copy
         resp = await rt.client.send("POST", call.url, headers, call.body, provider=provider.name)
+        if attempt is not None:
+            attempt.status = resp.status
+            attempt.first_byte = time.perf_counter()
         if resp.status < 400:
             return resp, auth
         try:
             err_body = await resp.read()
         finally:
             await aclose_quietly(resp)
-        if resp.status == 401 and attempt == 1 and rt.credentials.after_unauthorized(provider.id):
+        if resp.status == 401 and round_ == 1 and rt.credentials.after_unauthorized(provider.id):
             # A !command key may have been rotated: run it again once.
             auth = await rt.credentials.resolve(provider, target.model)
             continue
+        if attempt is not None:
+            h = resp.headers
+            attempt.retry_after = retry_after_seconds(h.get("retry-after"), h.get("retry-after-ms"))
         err = leg.error(resp.status, err_body, resp.headers)
         err.message = error_hint(target, resp.status, auth.scrub(err.message))
         log.warning("upstream %s answered %s for %s", provider.id, resp.status, target.public_id)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import httpx
 
     from .gateway.gateway import Gateway
+    from .outcome import Observer
     from .pipeline import Steps
 
 __all__ = ["Runtime", "build_registry"]
@@ -84,6 +85,8 @@ class Runtime:
         self.gateway: Gateway | None = None
         #: The pipeline's steps: the gateway's when it is on, else the no-op ones.
         self.steps: Steps = _plain_steps()
+        #: Watches every request (metrics, traces, access log); None: nothing is watched, nothing paid.
+        self.observer: Observer | None = None
         master_key = _master_key(config, paths)
         if master_key is not None:
             from .gateway.gateway import Gateway  # SQLAlchemy and Redis load only when the gateway is on

@@ -126,13 +126,14 @@ async def relay(
     provider: str,
     read_timeout: float,
     client_gone: Callable[[], bool],
+    headers: list[tuple[bytes, bytes]] = SSE_HEADERS,
 ) -> None:
     """Stream ``resp`` to the client: ``step`` turns upstream bytes into complete client events (or b""),
     ``finish`` gives the last bytes of a stream that ended, ``fail`` the error event and ``[DONE]``.
 
     Raises only ``CancelledError`` (after sending the shutdown event when the client is still there).
     """
-    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     # Bound once: a provider with no secret long enough to mask pays nothing per chunk.
     masked = auth.mask.data if auth.mask else None
     # A transport that can tell, without waiting, that the body is complete (see UpstreamResponse.ended):

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import itertools
 import logging
-import secrets
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -43,15 +41,6 @@ log = logging.getLogger("switchboard")
 _NO_COST = Cost()
 #: Output reserved when neither the client nor the catalog says how long the answer may be.
 _DEFAULT_MAX_OUTPUT = 4096
-
-
-_REQUEST_IDS = itertools.count(1)
-#: Per process: ids stay unique across replicas and restarts without a random draw (a syscall) per request.
-_PROCESS = secrets.token_hex(6)
-
-
-def _next_request_id() -> str:
-    return f"req_{_PROCESS}{next(_REQUEST_IDS):010x}"
 
 
 class GatewayCaller(Caller):
@@ -184,14 +173,15 @@ class GatewaySteps(Steps):
             # A stream cut before the upstream said what the prompt cost: the input estimate stands in.
             usage.input_tokens = ticket.input_estimate
         target = outcome.target
+        assert target is not None  # admitted: routed
         model = target.model
         cost = cost_of(model.cost, usage) if usage is not None and model is not None else 0.0
-        now = time.perf_counter()
+        now = outcome.ended or time.perf_counter()
         u = usage or Usage()
         self._gw.ledger.record(
             UsageRecord(
                 ts=time.time(),
-                request_id=_next_request_id(),
+                request_id=outcome.request_id,
                 key_id=ticket.key_id,
                 surface=ticket.surface,
                 provider=target.provider.id,
