@@ -308,7 +308,7 @@ class Pipeline(Generic[In]):
         attempt = Attempt(target)
         outcome.attempts.append(attempt)
         try:
-            leg = outcome.leg = self._build(req, target, auth, wire, release, rt.steps.meter)
+            leg = outcome.leg = self._build(req, target, auth, wire, release, rt.meter)
             outcome.stream = leg.stream
             t = rt.client.timeouts
             async with Deadline(provider.name, *t.budget(leg.stream)):

@@ -93,6 +93,8 @@ class Runtime:
 
             self.gateway = Gateway(master_key, config, paths)
             self.steps = self.gateway.steps
+        #: Legs read each exchange's usage (the gateway's ledger, token metrics); off: not a byte parsed.
+        self.meter = self.steps.meter
         self._mtimes = self._config_mtimes()
         self._discovered_at: dict[str, float] = {}
         #: Background discovery rounds completed (whatever they found), so that a test can wait for one.
