@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .oauth import FLOWS, flow_for
+from .oauth import flow_for, login_ids
 from .provider_env import scoped_env
 from .registry import Provider
 
@@ -82,7 +82,7 @@ def _is_credential(raw: object) -> bool:
 
 def takes_api_key(p: Provider) -> bool:
     """Whether storing an API key makes sense: a subscription-only provider (Codex, Copilot) takes none."""
-    if p.id in FLOWS:
+    if p.id in login_ids():
         return any(name.endswith("_API_KEY") for name in p.env_vars)
     return bool(p.env_vars) or p.origin == "models.json"
 
@@ -110,7 +110,7 @@ def _ways(
     p: Provider, env: Mapping[str, str], entry: dict[str, Any] | None, merged: Mapping[str, str], url_part: str
 ) -> str:
     ways: list[str] = []
-    sub = p.id in FLOWS
+    sub = p.id in login_ids()
     has_key = bool(entry and entry.get("key")) or any(env.get(n) for n in p.env_vars)
     hint = p.login_hint if p.adapter and p.login_hint and not p.login_hint.startswith("switchboard login") else ""
     if hint:

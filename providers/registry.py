@@ -1,9 +1,12 @@
 """Providers and models as data.
 
 A built-in provider is a row of ``data/providers.json``; its chat models are ``data/models/<id>.json``.
-Custom providers and overrides from ``models.json`` become the same :class:`Provider` / :class:`Model`
-objects, so the router, the credential resolver and the wire APIs never ask where a provider came from.
-Instances are immutable; a config reload builds a new :class:`Registry`.
+An extension's provider (:mod:`providers.extensions`) is a row of the same shape; both are validated and
+converted by :func:`providers_from_rows`, the one path every provider row takes (the built-ins are the
+first extension registered, :mod:`providers.builtins`). Custom providers and overrides from
+``models.json`` become the same :class:`Provider` / :class:`Model` objects, so the router, the credential
+resolver and the wire APIs never ask where a provider came from. Instances are immutable; a config
+reload builds a new :class:`Registry`.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ __all__ = [
     "ModelKind",
     "ModelRow",
     "Provider",
+    "ProviderRow",
     "Registry",
     "default_auth",
     "load_builtin_models",
     "load_builtin_providers",
     "model_from_row",
+    "providers_from_rows",
 ]
 
 #: Every wire API a provider or model may name.
@@ -159,7 +164,7 @@ class Provider:
     #: Login command or doc hint shown when no credential is found.
     login_hint: str = ""
     models: tuple[Model, ...] = ()
-    #: "builtin" or "models.json".
+    #: "builtin", "extension" (see :mod:`providers.extensions` for which package) or "models.json".
     origin: str = "builtin"
     #: models.json ``apiKey`` (unresolved key value) and ``authHeader``.
     config_api_key: str | None = None
@@ -175,21 +180,6 @@ class Provider:
 
     def with_models(self, models: Iterable[Model]) -> Provider:
         return replace(self, models=tuple(models))
-
-
-class _ProviderRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
-    id: str
-    name: str
-    api: str
-    base_url: str
-    env_vars: list[str] = []
-    auth: AuthStyle = "bearer"
-    url_env: list[str] = []
-    headers: dict[str, str] = {}
-    compat: Compat | None = None
-    discovery: bool = False
-    login_hint: str = ""
-    adapter: str = ""
 
 
 class ModelRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
@@ -228,18 +218,33 @@ def model_from_row(row: Any, source: str) -> Model:
     )
 
 
-def load_builtin_models(provider_id: str) -> tuple[Model, ...]:
-    """The shipped catalog of one provider (empty when it has none)."""
-    res = resources.files("providers") / "data" / "models" / f"{provider_id}.json"
-    if not res.is_file():
-        return ()
-    rows = msgspec.json.decode(res.read_bytes(), type=list[ModelRow])
-    return tuple(model_from_row(r, "catalog") for r in rows)
+class ProviderRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
+    """A row of ``data/providers.json``, or of an extension's ``providers()``: the same fields, the same
+    checks. ``models`` lists the provider's catalog inline (the built-ins keep theirs in
+    ``data/models/<id>.json``, which :mod:`providers.builtins` attaches here)."""
+
+    id: str
+    name: str
+    api: str
+    base_url: str
+    env_vars: list[str] = []
+    auth: AuthStyle = "bearer"
+    url_env: list[str] = []
+    headers: dict[str, str] = {}
+    compat: Compat | None = None
+    discovery: bool = False
+    login_hint: str = ""
+    adapter: str = ""
+    models: list[ModelRow] = []
 
 
-def load_builtin_providers() -> tuple[Provider, ...]:
-    data = (resources.files("providers") / "data" / "providers.json").read_bytes()
-    rows = msgspec.json.decode(data, type=list[_ProviderRow])
+def providers_from_rows(rows: object, origin: str) -> tuple[Provider, ...]:
+    """Validate provider rows (JSON-shaped: the decoded ``providers.json`` list, or an extension's
+    ``providers()``) and build their :class:`Provider` objects.
+
+    Raises :class:`msgspec.ValidationError` naming the bad field (``$[2].baseUrl``) and what it expected.
+    """
+    decoded = msgspec.convert(rows, type=list[ProviderRow])
     return tuple(
         Provider(
             id=r.id,
@@ -254,10 +259,27 @@ def load_builtin_providers() -> tuple[Provider, ...]:
             discovery=r.discovery,
             login_hint=r.login_hint,
             adapter=r.adapter,
-            models=load_builtin_models(r.id),
+            models=tuple(model_from_row(m, "catalog") for m in r.models),
+            origin=origin,
         )
-        for r in rows
+        for r in decoded
     )
+
+
+def load_builtin_models(provider_id: str) -> tuple[Model, ...]:
+    """The shipped catalog of one provider (empty when it has none)."""
+    res = resources.files("providers") / "data" / "models" / f"{provider_id}.json"
+    if not res.is_file():
+        return ()
+    rows = msgspec.json.decode(res.read_bytes(), type=list[ModelRow])
+    return tuple(model_from_row(r, "catalog") for r in rows)
+
+
+def load_builtin_providers() -> tuple[Provider, ...]:
+    """The shipped providers: the built-in extension's rows, through the path every extension's rows take."""
+    from .builtins import BUILTIN  # it reads this module's data files
+
+    return providers_from_rows(BUILTIN.providers(), "builtin")
 
 
 class Registry:

@@ -1,4 +1,9 @@
-"""The ``switchboard`` command: ``serve`` and ``models``."""
+"""The ``switchboard`` command: ``serve``, ``models`` and ``providers`` (login, doctor and the gateway's
+commands live in :mod:`proxy.cli_auth` and :mod:`proxy.cli_keys`).
+
+Every command sees the installed extensions (:mod:`providers.extensions`) under ``config.json``'s
+``extensions`` settings, so ``login``, ``doctor`` and ``models`` list what ``serve`` would serve.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from providers import extensions
 from providers.errors import ConfigError, SwitchboardError
 from providers.registry import Registry
 
-from .cli_auth import add_auth_commands
+from .cli_auth import add_auth_commands, print_extensions
 from .cli_keys import add_gateway_commands
 from .config import Paths, ServerConfig, load_server_config
 
@@ -35,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        _activate_extensions()
         code: int = args.func(args)
     except SwitchboardError as exc:
         print(f"switchboard: {exc.message}", file=sys.stderr)
@@ -75,9 +82,23 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--provider", help="only this provider")
     models.add_argument("--json", action="store_true", help="print JSON like GET /v1/models")
     models.set_defaults(func=_models)
+
+    providers = sub.add_parser("providers", help="list every provider and the installed extensions")
+    providers.add_argument("--json", action="store_true", help="print JSON for machines")
+    providers.set_defaults(func=_providers)
     add_auth_commands(sub)
     add_gateway_commands(sub)
     return p
+
+
+def _activate_extensions() -> None:
+    """Load the installed extensions under config.json's ``extensions`` settings, once, before any
+    command builds a registry."""
+    try:
+        config = load_server_config(Paths.from_env().config_json)
+    except ConfigError:
+        return  # a command that needs config.json reports it; the others run with the default settings
+    extensions.activate(config.extensions)
 
 
 def _read_key_sources(pairs: Sequence[str]) -> list[str]:
@@ -168,12 +189,15 @@ def _serve(args: argparse.Namespace) -> int:
             host,
             port,
         )
+    loaded = [f"{r.package} {r.version}" for r in extensions.active().reports if r.status == "active"]
     log.info(
-        "switchboard starting on http://%s:%d (home %s; providers with credentials: %s; set up in %.0f ms)",
+        "switchboard starting on http://%s:%d (home %s; providers with credentials: %s; extensions: %s; "
+        "set up in %.0f ms)",
         host,
         port,
         paths.home,
         ", ".join(usable) or "none",
+        ", ".join(loaded) or "none",
         (time.perf_counter() - t0) * 1000,
     )
 
@@ -231,4 +255,33 @@ def _models(args: argparse.Namespace) -> int:
             if p.url_env:
                 how += f" (and {' and '.join(p.url_env)})"
             print(f"  {p.id:<24} {how}", file=sys.stderr)
+    return 0
+
+
+def _providers(args: argparse.Namespace) -> int:
+    """Every provider (where it comes from, whether it has a credential) and every extension found."""
+    from providers.authstore import AuthStore
+    from providers.credentials import Credentials
+
+    from .runtime import build_registry
+
+    paths = Paths.from_env()
+    exts = extensions.active()
+    registry = build_registry(paths)
+    creds = Credentials(AuthStore(paths.auth_json), models_json_path=paths.models_json)
+    rows = []
+    for p in registry:
+        owner = exts.owner(p.id) if p.origin == "extension" else None
+        origin = f"{owner.package} {owner.version}" if owner is not None else p.origin
+        rows.append({"id": p.id, "name": p.name, "api": p.api, "origin": origin, "credential": creds.source_of(p)})
+    if args.json:
+        print(json.dumps({"providers": rows, "extensions": [r.as_json() for r in exts.reports]}, indent=2))
+        return 0
+    table = [("PROVIDER", "API", "FROM", "CREDENTIAL")]
+    table += [(r["id"], r["api"], r["origin"], r["credential"] or "-") for r in rows]
+    widths = [max(len(t[i]) for t in table) for i in range(3)]
+    for t in table:
+        print("  ".join(c.ljust(w) for c, w in zip(t[:3], widths, strict=True)) + "  " + t[3])
+    print(f"\n{len(rows)} providers.")
+    print_extensions(exts)
     return 0

@@ -1,7 +1,8 @@
 """``switchboard login``, ``logout`` and ``doctor``: storing credentials and explaining where they come from.
 
 * ``login [PROVIDER]`` — without a provider, a numbered menu of every provider (subscriptions first, in
-  the order of :data:`providers.oauth.FLOWS`, then API-key providers). An API key is read without echo
+  the order of :func:`providers.oauth.login_ids`: the built-in logins, then the extensions', then
+  API-key providers). An API key is read without echo
   from the terminal (or from standard input with ``--stdin``) and stored in ``auth.json`` as
   ``{"type": "api_key", "key": ...}``; a subscription runs its :class:`~providers.oauth.base.OAuthFlow`.
 * ``logout [PROVIDER]`` — drops one stored entry, or all of them after a confirmation (``--yes``).
@@ -9,7 +10,10 @@
   the concrete fix for each unusable one; ``--json`` for machines. A config file that cannot be used (an
   ``auth.json`` that does not parse) is reported first in the text output and, in ``--json``, under
   ``problems`` in every row (the output stays a list of provider rows); a ``!command`` that would be
-  refused (see :mod:`providers.keyvalue`) makes its provider unusable, with the reason and the fix.
+  refused (see :mod:`providers.keyvalue`) makes its provider unusable, with the reason and the fix. The
+  installed extensions (:mod:`providers.extensions`) are listed after the providers, each with its package
+  and version; one that failed to load is a problem too. In ``--json`` a provider from an extension
+  names it under ``extension``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from providers import extensions
 from providers.authstore import AuthStore
 from providers.credentials import Credentials
 from providers.errors import ConfigError, SwitchboardError
@@ -33,11 +38,11 @@ from providers.fixes import describe_key_value, how_to_fix, mask_key, takes_api_
 from providers.keyvalue import Origin
 from providers.models_json import command_origin
 from providers.provider_env import scoped_env
-from providers.registry import Provider, Registry, load_builtin_providers
+from providers.registry import Provider, Registry
 
 from .config import Paths
 
-__all__ = ["MenuItem", "TerminalUI", "add_auth_commands", "choose", "diagnose", "mask_key"]
+__all__ = ["MenuItem", "TerminalUI", "add_auth_commands", "choose", "diagnose", "mask_key", "print_extensions"]
 
 #: Shown for a subscription whose flow module is not in this build (a present flow says its own label).
 _SUBSCRIPTION_LABELS = {
@@ -198,8 +203,8 @@ def _registry(paths: Paths) -> Registry:
     try:
         return build_registry(paths)
     except SwitchboardError as exc:
-        print(f"switchboard: warning: {exc.message}; listing built-in providers only", file=sys.stderr)
-        return Registry(load_builtin_providers())
+        print(f"switchboard: warning: {exc.message}; listing built-in and extension providers only", file=sys.stderr)
+        return Registry(extensions.active().providers)
 
 
 def _flow(provider_id: str) -> Any:
@@ -213,9 +218,9 @@ def _flow(provider_id: str) -> Any:
 
 
 def _subscription_ids() -> list[str]:
-    from providers.oauth import FLOWS
+    from providers.oauth import login_ids
 
-    return list(FLOWS)
+    return login_ids()
 
 
 def _menu(registry: Registry) -> list[MenuItem]:
@@ -422,6 +427,8 @@ def diagnose(paths: Paths, env: Mapping[str, str] | None = None) -> list[dict[st
         auth, auth_origin = {}, Origin(store.path, "it could not be read")
     creds = Credentials(store, models_json_path=paths.models_json, environ=environ)
     problems = [problem] if (problem := creds.auth_problem) is not None else []
+    exts = extensions.active()
+    problems += exts.problems()
     rows: list[dict[str, Any]] = []
     for p in registry:
         entry = auth.get(p.id) if isinstance(auth.get(p.id), dict) else None
@@ -458,9 +465,15 @@ def diagnose(paths: Paths, env: Mapping[str, str] | None = None) -> list[dict[st
                 "expires": expires,
                 "fix": None if usable else fix,
                 "problems": problems,
+                "extension": _extension_of(exts, p),
             }
         )
     return rows
+
+
+def _extension_of(exts: extensions.Extensions, p: Provider) -> dict[str, str] | None:
+    owner = exts.owner(p.id) if p.origin == "extension" else None
+    return {"package": owner.package, "version": owner.version} if owner is not None else None
 
 
 def _command_refusal(
@@ -503,4 +516,16 @@ def _doctor(args: argparse.Namespace) -> int:
             print(f"{r['provider']:<{width}}  {'missing':<7}  fix: {r['fix']}")
     usable = sum(1 for r in rows if r["usable"])
     print(f"\n{usable} of {len(rows)} providers usable.")
+    print_extensions(extensions.active())
     return 0
+
+
+def print_extensions(exts: extensions.Extensions) -> None:
+    """The extensions found, one line each (``switchboard doctor`` and ``switchboard providers``)."""
+    if not exts.reports:
+        print(f"\nNo extensions installed (entry-point group {extensions.GROUP!r}).")
+        return
+    print("\nExtensions:")
+    for report in exts.reports:
+        mark = {"active": "ok", "failed": "FAILED", "disabled": "off"}[report.status]
+        print(f"  {mark:<6}  {report.line()}")

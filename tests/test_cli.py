@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from providers.registry import load_builtin_models, load_builtin_providers
+from providers.extensions import active
+from providers.registry import load_builtin_models
 from tests.conftest import models_json, write_json
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import free_port
@@ -29,7 +30,7 @@ GROQ_KEY = "gsk-cli-secret-7d3e9b21"
 DEEPSEEK_KEY = "sk-deepseek-cli-secret-0c4a"
 GROQ_IDS = {f"groq/{m.id}" for m in load_builtin_models("groq")}
 DEEPSEEK_IDS = {f"deepseek/{m.id}" for m in load_builtin_models("deepseek")}
-PROVIDERS = load_builtin_providers()
+PROVIDERS = active().providers  # built-ins and the installed extensions (examples/switchboard-acme)
 
 _SCRIPT = shutil.which("switchboard", path=str(Path(sys.executable).parent))
 SWITCHBOARD = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "proxy"]

@@ -23,15 +23,15 @@ from typing import Any
 
 import pytest
 
+from providers.extensions import active
 from providers.oauth import FLOWS
-from providers.registry import load_builtin_providers
 from tests.conftest import auth_json, models_json, write_json
 
 _SCRIPT = shutil.which("switchboard", path=str(Path(sys.executable).parent))
 SWITCHBOARD = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "proxy"]
 OPENAI_KEY = "sk-login-secret-9f8e7d6c5b4a"
 GROQ_KEY = "gsk-groq-secret-1a2b3c4d5e6f"
-PROVIDERS = load_builtin_providers()
+PROVIDERS = active().providers  # built-ins and the installed extensions (examples/switchboard-acme)
 _TIMEOUT = 20.0
 
 
@@ -457,7 +457,7 @@ def test_doctor_json_reports_every_source(doctor_env: dict[str, str], isolated_e
     rows = {r["provider"]: r for r in json.loads(out.stdout)}
     assert set(rows) == {p.id for p in PROVIDERS} | {"mylocal", "needskey"}
     for r in rows.values():
-        assert set(r) == {"provider", "name", "usable", "source", "expires", "fix", "problems"}
+        assert set(r) == {"provider", "name", "usable", "source", "expires", "fix", "problems", "extension"}
         assert (r["fix"] is None) == r["usable"]
     assert rows["openai"]["usable"] and rows["openai"]["source"] == f"auth.json API key (key sk-…{OPENAI_KEY[-4:]})"
     assert rows["anthropic"] == {
@@ -468,6 +468,7 @@ def test_doctor_json_reports_every_source(doctor_env: dict[str, str], isolated_e
         "expires": "2100-01-01T00:00:00Z",
         "fix": None,
         "problems": [],
+        "extension": None,
     }
     assert rows["openrouter"]["usable"] and rows["openrouter"]["source"] == "auth.json API key (a !command)"
     assert rows["groq"]["usable"] and rows["groq"]["source"] == "env GROQ_API_KEY"

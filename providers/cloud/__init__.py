@@ -1,8 +1,11 @@
-"""Cloud adapters, looked up by the name a provider row declares (``"adapter"`` in providers.json)."""
+"""Cloud adapters, looked up by the name a provider row declares (``"adapter"`` in providers.json).
+
+The names below are the built-in ones (:mod:`providers.builtins` registers them); an installed extension
+adds its own through :mod:`providers.extensions`, and :func:`adapter_for` finds both the same way.
+"""
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,13 +21,11 @@ _MODULES = {
     "codex": "providers.cloud.codex",
     "copilot": "providers.cloud.copilot",
 }
-_loaded: dict[str, CloudAdapter] = {}
 
 
 def adapter_for(name: str) -> CloudAdapter:
-    """The adapter called ``name``, imported on first use (boto3, google-auth and azure-identity are heavy)."""
-    adapter = _loaded.get(name)
-    if adapter is None:
-        adapter = importlib.import_module(_MODULES[name]).ADAPTER
-        _loaded[name] = adapter
-    return adapter
+    """The adapter called ``name``, imported on first use (boto3, google-auth and azure-identity are heavy);
+    KeyError for a name no provider row may carry (rows are checked when registered)."""
+    from ..extensions import active  # that module imports this package's contract
+
+    return active().adapter(name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
 from typing import Any
 
@@ -11,9 +10,10 @@ from ..authstore import AuthStore
 from ..errors import MissingCredentials
 from .base import OAuthFlow, RefreshFailed
 
-__all__ = ["FLOWS", "REFRESH_MARGIN_MS", "ensure_fresh", "flow_for", "needs_refresh"]
+__all__ = ["FLOWS", "REFRESH_MARGIN_MS", "ensure_fresh", "flow_for", "login_ids", "needs_refresh"]
 
-#: provider id → module exposing ``FLOW``, in the order `switchboard login` lists them.
+#: provider id → module exposing ``FLOW``, in the order `switchboard login` lists them: the built-in
+#: logins (:mod:`providers.builtins`); an extension's follow (:mod:`providers.extensions`).
 FLOWS = {
     "openai-codex": "providers.oauth.codex",
     "anthropic": "providers.oauth.anthropic",
@@ -25,14 +25,17 @@ REFRESH_MARGIN_MS = 60_000
 
 
 def flow_for(provider_id: str) -> OAuthFlow | None:
-    module = FLOWS.get(provider_id)
-    if module is None:
-        return None
-    try:
-        flow: OAuthFlow = importlib.import_module(module).FLOW
-    except ModuleNotFoundError:
-        return None
-    return flow
+    """The provider's login (built in or an extension's); None when it has none or its module is absent."""
+    from ..extensions import active  # that module imports this package's contract
+
+    return active().flow(provider_id)
+
+
+def login_ids() -> list[str]:
+    """Every provider id with a login, in the order ``switchboard login`` lists them."""
+    from ..extensions import active
+
+    return active().login_ids()
 
 
 def needs_refresh(entry: dict[str, Any], now_ms: float | None = None) -> bool:

@@ -1,8 +1,10 @@
-"""Wire APIs: one module per upstream API, looked up by the name providers and models declare."""
+"""Wire APIs: one module per upstream API, looked up by the name providers and models declare.
+
+The names below are the built-in ones (:mod:`providers.builtins` registers them); an installed extension
+adds its own through :mod:`providers.extensions`, and :func:`translating_wire` finds both the same way.
+"""
 
 from __future__ import annotations
-
-import importlib
 
 from .base import WireAPI
 
@@ -19,13 +21,11 @@ _TRANSLATING = {
     "google-vertex": "providers.wire.google_vertex",
     "openai-codex-responses": "providers.wire.openai_codex_responses",
 }
-_loaded: dict[str, WireAPI] = {}
 
 
 def translating_wire(api: str) -> WireAPI | None:
-    """The module object for ``api``, imported on first use (cold paths stay out of start-up time)."""
-    wire = _loaded.get(api)
-    if wire is None and api in _TRANSLATING:
-        wire = importlib.import_module(_TRANSLATING[api]).API
-        _loaded[api] = wire
-    return wire
+    """The wire API called ``api`` (built in or from an extension), imported on first use (cold paths stay
+    out of start-up time); None when nothing translates to it."""
+    from ..extensions import active  # that module imports this package's contract
+
+    return active().wire(api)
