@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import logging
 import os
@@ -24,6 +25,7 @@ from .contract import Bus, Limiter, hash_key
 from .keycache import KeyCache
 from .ledger import Ledger
 from .limits import LocalLimiter
+from .oidc import OidcAuth
 from .service import KeyService
 from .steps import GatewaySteps
 from .store import SqlStore, database_url, redact_url
@@ -93,12 +95,19 @@ class Gateway:
         self.keys = KeyCache(self.store, self.limiter, config.gateway.key_refresh)
         self.ledger = Ledger(self.store, interval=config.gateway.ledger_flush)
         self.service = KeyService(self.store, self.bus, self.limiter)
+        #: CI jobs' OIDC ID tokens as keys (config.json's ``oidc``); None: not configured.
+        self.oidc = OidcAuth(config.oidc, self.store, self.limiter) if config.oidc is not None else None
         self.steps = GatewaySteps(self)
         #: Settlements still running (a Redis round trip each); awaited on stop.
         self.tasks: set[asyncio.Task[None]] = set()
 
     def is_master(self, token: str) -> bool:
         return hmac.compare_digest(hash_key(token), self._master_hash)
+
+    def derive_key(self, label: bytes) -> bytes:
+        """A secret for ``label`` derived from the master key: the same on every replica, another master key
+        gives another one (the dashboard signs its session cookies with it)."""
+        return hmac.new(bytes.fromhex(self._master_hash), label, hashlib.sha256).digest()
 
     async def start(self) -> None:
         await self.store.start()
@@ -107,6 +116,8 @@ class Gateway:
         self.bus.subscribe(self.keys.invalidate)
         await self.keys.start()
         self.ledger.start()
+        if self.oidc is not None:
+            await self.oidc.start()
         log.info(
             "gateway on: %s keys, store %s, limits %s",
             len(await self.store.list_keys()),
@@ -118,6 +129,8 @@ class Gateway:
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=5.0)
         await self.keys.close()
+        if self.oidc is not None:
+            await self.oidc.close()
         await self.ledger.close()
         await self.bus.close()
         await self.limiter.close()
@@ -128,4 +141,6 @@ class Gateway:
 
     def problems(self) -> list[str]:
         found = [self.keys.problem, self.ledger.problem, self.limiter.problem, self.bus.problem]
+        if self.oidc is not None:
+            found.append(self.oidc.problem)
         return [p for p in found if p]
