@@ -34,7 +34,7 @@ from .contract import (
 from .periods import iso, period_bounds
 from .timeparse import parse_expires, parse_since
 
-__all__ = ["KeyPatch", "KeyService", "KeySpec", "key_not_found"]
+__all__ = ["KeyPatch", "KeyService", "KeySpec", "key_not_found", "stack_by"]
 
 _Budget = Annotated[float, msgspec.Meta(ge=0)]
 _Count = Annotated[int, msgspec.Meta(ge=1)]
@@ -102,6 +102,15 @@ def key_not_found(key_id: str) -> NotFound:
         code="key_not_found",
         param="key_id",
     )
+
+
+def stack_by(value: str) -> GroupBy:
+    """What the dashboard's daily charts stack their bars by: ``model`` or ``provider``."""
+    if value == "model":
+        return "model"
+    if value == "provider":
+        return "provider"
+    raise InvalidRequest(f"by must be model or provider; got {value[:40]!r}", param="by")
 
 
 def decode_spec(data: Any) -> KeySpec:

@@ -368,3 +368,46 @@ def _insert_usage_sql(paramstyle: str, rows: int) -> str:
         one = "(" + ", ".join("%s" for _ in fields) + ")"
         values = ", ".join(one for _ in range(rows))
     return f"INSERT INTO usage ({', '.join(fields)}) VALUES {values}"  # noqa: S608 - fixed names, no client text
+
+
+class DailyUsageRow(msgspec.Struct, kw_only=True):
+    """One (UTC day, model or provider) cell of :func:`daily_usage`, for the dashboard's stacked charts."""
+
+    day: str
+    group: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    cost: float
+
+
+async def daily_usage(store: SqlStore, by: GroupBy, since: float, key_id: str | None = None) -> list[DailyUsageRow]:
+    """Usage per UTC day and ``by`` (``model`` or ``provider``) since ``since``, oldest day first: one
+    query, grouped in the database (the ledger may hold millions of rows)."""
+    day = store._group_expr("day").label("day")
+    group = store._group_expr(by).label("grp")
+    query = sa.select(
+        day,
+        group,
+        sa.func.count().label("requests"),
+        *(sa.func.sum(usage.c[name]).label(name) for name in _TOKEN_COLUMNS),
+        sa.func.sum(usage.c.cost).label("cost"),
+    ).where(usage.c.ts >= since)
+    if key_id is not None:
+        query = query.where(usage.c.key_id == key_id)
+    query = query.group_by(day, group).order_by(day, group)
+    async with store._read() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return [
+        DailyUsageRow(
+            day=str(r["day"]),
+            group=str(r["grp"]),
+            requests=int(r["requests"]),
+            cost=float(r["cost"] or 0.0),
+            **{name: int(r[name] or 0) for name in _TOKEN_COLUMNS},
+        )
+        for r in rows
+    ]
