@@ -329,6 +329,13 @@ class LocalLimiter:
             account.reserved -= admission.cost
             account.spend += cost
 
+    async def window(self, key: KeyRecord, now: float) -> tuple[int, int]:
+        state = self._keys.get(key.id)
+        if state is None:
+            return 0, 0
+        state.trim(now)
+        return len(state.requests), state.tokens_used + state.tokens_reserved
+
     async def spent(self, key: KeyRecord, now: float) -> float:
         if key.budget is None:
             return 0.0

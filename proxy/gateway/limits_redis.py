@@ -37,7 +37,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from proxy.gateway.contract import Admission, KeyRecord
-from proxy.gateway.limits import CODE_PERIOD, LocalLimiter, lease_flags, limit_error
+from proxy.gateway.limits import CODE_PERIOD, WINDOW, LocalLimiter, lease_flags, limit_error
 from proxy.gateway.periods import period_bounds
 
 __all__ = ["RedisLimiter"]
@@ -204,6 +204,24 @@ class RedisLimiter:
                 0,
                 cost,
             )
+
+    async def window(self, key: KeyRecord, now: float) -> tuple[int, int]:
+        if not await self._redis_usable():
+            return await self._fallback.window(key, now)
+        base = f"{self._prefix}{{{key.id}}}:"
+        cutoff = f"({now - WINDOW!r}"
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.zcount(base + "r", cutoff, "+inf")
+                pipe.zrangebyscore(base + "t", cutoff, "+inf")
+                pipe.hget(base + "s", "tr")
+                requests, settled, reserved = await pipe.execute()
+        except _UNREACHABLE as exc:
+            self._outage(exc)
+            return await self._fallback.window(key, now)
+        self._recovered()
+        used = sum(int(_text(member).rpartition(":")[2]) for member in settled)
+        return int(requests), used + int(reserved or 0)
 
     async def spent(self, key: KeyRecord, now: float) -> float:
         if key.budget is None:
