@@ -10,6 +10,17 @@ Format (``{"providers": {"<id>": ProviderConfig}}``), as the reference implement
   that have a URL of their own. ``models`` entries are upserted by id; ``modelOverrides`` patch catalog
   models by id (``cost`` partially; unknown ids are reported, not fatal).
 
+* A provider **instance** (``"extends": "<built-in id>"``, under an id that is not built in) is that
+  provider again, with its wire API, adapter, models and compat, but its own credential, so that two
+  OpenAI organisations, two Azure resources or two Bedrock regions are separate routing targets. Its key
+  is its own: ``apiKey`` here (required unless the provider has a cloud adapter with an ambient chain,
+  AWS, Google ADC or Entra ID), an ``auth.json`` entry under the instance's id, or ``--api-key
+  <id>=...``; the built-in's environment variables are not read for it. ``baseUrl``, ``headers``,
+  ``compat``, ``models`` and ``modelOverrides`` apply as for a built-in; a cloud adapter's settings
+  (``AWS_REGION``, ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``, ``GOOGLE_CLOUD_LOCATION``, Azure's resource)
+  go in the ``"env"`` of the instance's ``auth.json`` entry, which wins over the process environment
+  for that instance only.
+
 Parsing is strict: an unknown key or a wrong type raises :class:`ConfigError` naming the file, the key
 path and what was expected.
 
@@ -20,6 +31,7 @@ with the ``!command`` values that read held.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -28,9 +40,9 @@ from typing import Any, Literal
 import msgspec
 
 from .errors import ConfigError
+from .extensions import active
 from .keyvalue import Origin, read_config_file
 from .registry import (
-    API_NAMES,
     DEFAULT_COMPAT,
     Compat,
     CostTier,
@@ -73,6 +85,8 @@ class _ModelOverride(msgspec.Struct, frozen=True, forbid_unknown_fields=True, re
 
 
 class _ProviderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
+    #: A built-in provider id: this one is an instance of it (see the module docstring).
+    extends: str | None = None
     name: str | None = None
     base_url: str | None = None
     api: str | None = None
@@ -164,16 +178,21 @@ def _where(exc: msgspec.ValidationError, prefix: str, body: msgspec.Raw) -> str:
 def _check_api(path: Path, pid: str, cfg: _ProviderConfig) -> None:
     apis = [("api", cfg.api)] + [(f"models[{i}].api", m.api) for i, m in enumerate(cfg.models)]
     for key, api in apis:
-        if api is not None and api not in API_NAMES:
-            raise ConfigError(f"{path}: providers.{pid}.{key} is {api!r}; expected one of {', '.join(API_NAMES)}")
+        names = active().api_names()  # the built-in wire APIs and those of installed extensions
+        if api is not None and api not in names:
+            raise ConfigError(f"{path}: providers.{pid}.{key} is {api!r}; expected one of {', '.join(names)}")
 
 
 def apply_models_json(registry: Registry, path: Path) -> Registry:
     """The registry with the file's custom providers added and its overrides applied."""
     configs, origin = _load(path)
+    builtin = {p.id for p in registry}
     for pid, cfg in configs.items():
         base = registry.get(pid)
-        provider = _override(base, cfg, path) if base else _custom(pid, cfg, path)
+        if cfg.extends is not None:
+            provider = _instance(pid, cfg, registry, builtin, path)
+        else:
+            provider = _override(base, cfg, path) if base else _custom(pid, cfg, path)
         registry = registry.replace(provider)
     # Only now: a file that fails half-way leaves the previous registry, and its verdict, in use.
     if origin is None:
@@ -210,6 +229,33 @@ def _custom(pid: str, cfg: _ProviderConfig, path: Path) -> Provider:
         origin="models.json",
         config_api_key=cfg.api_key,
         auth_header=cfg.auth_header,
+    )
+
+
+def _instance(pid: str, cfg: _ProviderConfig, registry: Registry, builtin: set[str], path: Path) -> Provider:
+    """Another credential (and URL) for a built-in provider, under its own id."""
+    assert cfg.extends is not None
+    where = f"{path}: providers.{pid}"
+    if pid in builtin:
+        raise ConfigError(f"{where}.extends: {pid!r} is itself a provider; give the instance another id")
+    parent = registry.get(cfg.extends) if cfg.extends in builtin else None
+    if parent is None:
+        close = difflib.get_close_matches(cfg.extends, sorted(builtin), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else " (run 'switchboard providers' to list them)"
+        raise ConfigError(f"{where}.extends: unknown provider {cfg.extends!r}{hint}")
+    if cfg.api_key is None and not parent.adapter:
+        raise ConfigError(
+            f"{where}.apiKey is required for an instance of {parent.id!r}: its own key, as a literal, "
+            '"$ENV_VAR" or "!command"'
+        )
+    provider = _override(parent, cfg, path)
+    return replace(
+        provider,
+        id=pid,
+        name=cfg.name or f"{parent.name} ({pid})",
+        env_vars=(),
+        login_hint=f"set providers.{pid}.apiKey in {path}",
+        origin="models.json",
     )
 
 

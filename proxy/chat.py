@@ -36,6 +36,7 @@ from .metering import (
 )
 from .pipeline import Leg, Pipeline
 from .router import Target
+from .routing.table import take_fallbacks
 from .runtime import Runtime
 from .streaming import DONE
 from .surfaces.openai_chat_in import decode_request
@@ -68,6 +69,9 @@ class OpenAIChat:
     def model(self, req: dict[str, Any]) -> str:
         model: str = req["model"]
         return model
+
+    def fallbacks(self, req: dict[str, Any]) -> tuple[str, ...]:
+        return take_fallbacks(req)
 
     def max_output(self, req: dict[str, Any]) -> int | None:
         return worst_case_output(req)

@@ -26,6 +26,7 @@ from .chat import _PassthroughLeg
 from .metering import request_usage, worst_case_output
 from .pipeline import Leg, Pipeline
 from .router import Target
+from .routing.table import take_fallbacks
 from .runtime import Runtime
 from .surfaces.openai_chat_types import decode_object
 from .upstream_call import wire_target
@@ -51,6 +52,9 @@ class LegacyCompletions:
     def model(self, req: dict[str, Any]) -> str:
         model: str = req["model"]
         return model
+
+    def fallbacks(self, req: dict[str, Any]) -> tuple[str, ...]:
+        return take_fallbacks(req)
 
     def max_output(self, req: dict[str, Any]) -> int | None:
         return worst_case_output(req)

@@ -39,6 +39,7 @@ from providers.wire.base import WireAPI
 from .asgi import Receive, Scope, Send
 from .pipeline import Attempt, Leg, Outcome, Pipeline, _send
 from .router import Target
+from .routing.table import take_fallbacks
 from .runtime import Runtime
 from .streaming import Deadline, Reply
 from .surfaces.embeddings_in import EmbedBody, decode_embeddings
@@ -60,6 +61,9 @@ class Embeddings:
 
     def model(self, req: EmbedBody) -> str:
         return req.model
+
+    def fallbacks(self, req: EmbedBody) -> tuple[str, ...]:
+        return take_fallbacks(req.body)
 
     def max_output(self, req: EmbedBody) -> int | None:
         return 0  # an embedding generates no tokens

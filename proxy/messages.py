@@ -30,8 +30,10 @@ from providers.errors import SwitchboardError
 from providers.wire.base import WireAPI
 
 from .asgi import Receive, Scope, Send, read_body_buffer, send_json
+from .outcome import request_id_from
 from .pipeline import Leg, Pipeline
 from .router import Target
+from .routing.table import take_fallbacks
 from .runtime import Runtime
 from .surfaces.messages_count import GeminiCountLeg, counted_upstream, estimate_tokens
 from .surfaces.messages_in import to_canonical
@@ -63,6 +65,9 @@ class AnthropicMessages:
     def model(self, req: dict[str, Any]) -> str:
         model: str = req["model"]
         return model
+
+    def fallbacks(self, req: dict[str, Any]) -> tuple[str, ...]:
+        return take_fallbacks(req)
 
     def max_output(self, req: dict[str, Any]) -> int | None:
         value = req.get("max_tokens")
@@ -109,6 +114,8 @@ async def handle_count_tokens(rt: Runtime, scope: Scope, receive: Receive, send:
     if scope["method"] != "POST":
         await pipeline.handle(rt, scope, receive, send)
         return
+    # Answered here (no upstream): with the id every answer carries, as the pipeline's own answers.
+    answer_headers = [*_JSON, (b"x-request-id", request_id_from(scope["headers"]).encode())]
     try:
         await rt.steps.authenticate(scope)
         body = bytes(await read_body_buffer(receive, scope))
@@ -116,10 +123,10 @@ async def handle_count_tokens(rt: Runtime, scope: Scope, receive: Receive, send:
         target = rt.router.resolve(surface.model(req))
         if not counted_upstream(target):
             count = estimate_tokens(validate(req))
-            await send_json(send, 200, msgspec.json.encode({"input_tokens": count}), _JSON)
+            await send_json(send, 200, msgspec.json.encode({"input_tokens": count}), answer_headers)
             return
     except SwitchboardError as exc:
-        await send_json(send, exc.status, surface.error_body(exc), _JSON)
+        await send_json(send, exc.status, surface.error_body(exc), answer_headers)
         return
     await pipeline.handle(rt, scope, _replay(body, receive), send)
 

@@ -32,6 +32,7 @@ from .asgi import Receive, Scope, Send
 from .metering import estimate_input_tokens, estimate_output_tokens
 from .pipeline import Leg, Pipeline
 from .router import Target
+from .routing.table import take_fallbacks
 from .runtime import Runtime
 from .surfaces.responses_in import SEAL_PREFIX, Shape, to_canonical
 from .surfaces.responses_out import encode_response, failure_code, new_id, response_object
@@ -60,6 +61,9 @@ class OpenAIResponses:
     def model(self, req: dict[str, Any]) -> str:
         model: str = req["model"]
         return model
+
+    def fallbacks(self, req: dict[str, Any]) -> tuple[str, ...]:
+        return take_fallbacks(req)
 
     def max_output(self, req: dict[str, Any]) -> int | None:
         limit = req.get("max_output_tokens")

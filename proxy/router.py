@@ -98,18 +98,23 @@ class Router:
     def _resolve(self, name: str) -> Target:
         if not name:
             raise InvalidRequest("'model' must be a non-empty string such as 'openai/gpt-4o'", param="model")
-        seen = {name}
-        while name in self._aliases:
-            name = self._aliases[name]
-            if name in seen:
-                raise InvalidRequest(f"alias loop in the server config involving {_quote(name)}", param="model")
-            seen.add(name)
+        name = self.unalias(name)
         head, sep, rest = name.partition("/")
         if sep and rest:
             provider = self._registry.get(head)
             if provider is not None:
                 return _target(provider, rest)
         return self._resolve_bare(name)
+
+    def unalias(self, name: str) -> str:
+        """``name`` with aliases followed (itself when it is none); raises :class:`InvalidRequest` on a loop."""
+        seen = {name}
+        while name in self._aliases:
+            name = self._aliases[name]
+            if name in seen:
+                raise InvalidRequest(f"alias loop in the server config involving {_quote(name)}", param="model")
+            seen.add(name)
+        return name
 
     def _resolve_bare(self, name: str) -> Target:
         if name.startswith(_ANTHROPIC_PREFIX):

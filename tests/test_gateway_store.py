@@ -156,7 +156,7 @@ async def test_migrations_create_the_schema_the_queries_use(store_url: str) -> N
             )
     finally:
         await engine.dispose()
-    assert versions == ["0001"]
+    assert versions == ["0002"]
     assert diff == []
     assert indexes["ix_keys_key_hash"]["unique"]
     assert indexes["ix_usage_key_id_ts"]["column_names"] == ["key_id", "ts"]

@@ -117,6 +117,12 @@ class UsageRecord(msgspec.Struct, kw_only=True):
     estimated: bool = False
     latency_ms: float = 0.0
     ttft_ms: float | None = None
+    #: The route the client asked for (None: a model name).
+    route: str | None = None
+    #: Upstream requests made (retries and fallbacks included).
+    attempts: int = 0
+    #: Each attempt as JSON: ``[{"target", "status", "error", "ms"}, ...]`` (None: no attempt).
+    attempt_log: str | None = None
 
 
 class UsageRow(msgspec.Struct, kw_only=True):
@@ -230,6 +236,11 @@ class Limiter(Protocol):
 
     async def spent(self, key: KeyRecord, now: float) -> float:
         """The key's spend in its current period, as the limiter counts it (reservations excluded)."""
+        ...
+
+    async def window(self, key: KeyRecord, now: float) -> tuple[int, int]:
+        """Requests admitted in the key's last 60 s, and the tokens used in them plus those reserved
+        (read at scrape time by ``/metrics``, never per request)."""
         ...
 
 

@@ -7,8 +7,8 @@
   (429), reserving the worst case: the input estimated from the body's size plus the output the client
   allows (``max_tokens``), or the model's largest output.
 * finish: the exchange's usage priced with the model's prices (:func:`providers.pricing.cost_of`),
-  queued to the ledger, and the reservation settled to it. A client that left before any usage was
-  reported is charged the input estimate.
+  queued to the ledger with the route asked for and every upstream attempt, and the reservation
+  settled to it. A client that left before any usage was reported is charged the input estimate.
 """
 
 from __future__ import annotations
@@ -20,15 +20,19 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from providers.canonical import Usage
 from providers.pricing import cost_of
 from providers.registry import Cost
 
 from ..asgi import Scope
 from ..metering import estimate_input_tokens
+from ..outcome import Attempt
 from ..pipeline import Admit, Caller, Outcome, Steps
 from ..router import Target
 from .contract import Admission, GatewayError, KeyRecord, UsageRecord, hash_key
+from .oidc import looks_like_jwt
 from .periods import iso
 
 if TYPE_CHECKING:
@@ -56,13 +60,38 @@ _MASTER = GatewayCaller(None)
 
 
 class _Ticket:
-    __slots__ = ("admission", "input_estimate", "key_id", "surface")
+    __slots__ = ("admission", "input_estimate", "key_id", "route", "surface")
 
-    def __init__(self, surface: str, key_id: str | None, admission: Admission | None, input_estimate: int) -> None:
+    def __init__(
+        self,
+        surface: str,
+        key_id: str | None,
+        admission: Admission | None,
+        input_estimate: int,
+        route: str | None = None,
+    ) -> None:
         self.surface = surface
         self.key_id = key_id
         self.admission = admission
         self.input_estimate = input_estimate
+        self.route = route
+
+
+def attempt_log(attempts: list[Attempt]) -> str | None:
+    """The ledger's ``attempt_log``: each upstream attempt's target, status, error and milliseconds (JSON)."""
+    if not attempts:
+        return None
+    return msgspec.json.encode(
+        [
+            {
+                "target": a.target.public_id,
+                "status": a.status,
+                "error": a.error_type,
+                "ms": round((a.ended - a.started) * 1000.0, 1) if a.ended is not None else None,
+            }
+            for a in attempts
+        ]
+    ).decode()
 
 
 def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -104,7 +133,8 @@ class GatewaySteps(Steps):
         return await self.caller(bearer_token(scope["headers"]))
 
     async def caller(self, token: str | None) -> GatewayCaller:
-        """The caller a token stands for; raises :class:`GatewayError` 401."""
+        """The caller a token stands for: the master key, a virtual key, or an OIDC ID token (a CI job,
+        :mod:`proxy.gateway.oidc`); raises :class:`GatewayError` 401 (403: a token no OIDC rule admits)."""
         if token is None:
             raise GatewayError(
                 "no API key: send 'Authorization: Bearer sk-sb-…' with a virtual key from your gateway's admin "
@@ -113,11 +143,20 @@ class GatewaySteps(Steps):
                 code="invalid_api_key",
             )
         gw = self._gw
+        if gw.oidc is not None and looks_like_jwt(token) and not gw.is_master(token):
+            return GatewayCaller(await gw.oidc.verify(token))
         digest = hash_key(token)
         key = gw.keys.get(digest) or await gw.keys.find(digest)
         if key is None:
             if gw.is_master(token):
                 return _MASTER
+            if looks_like_jwt(token):
+                raise GatewayError(
+                    "the API key looks like an OIDC ID token, but this gateway trusts no OIDC issuer; its admin "
+                    'can add one under "oidc" in config.json, or give you a virtual key',
+                    status=401,
+                    code="invalid_api_key",
+                )
             raise GatewayError(
                 "the API key is not valid (unknown, rotated or deleted); ask your gateway's admin for a key",
                 status=401,
@@ -142,24 +181,32 @@ class GatewaySteps(Steps):
         key = caller.key
         input_estimate = estimate_input_tokens(admit.body_len)
         if key is None:
-            return _Ticket(admit.surface, None, None, input_estimate)
+            return _Ticket(admit.surface, None, None, input_estimate, admit.route)
         target = admit.target
-        if not model_allowed(key, admit.requested, target):
-            raise GatewayError(
-                f"this key may not use {target.public_id}; it allows: {', '.join(key.models)}",
-                status=403,
-                code="model_not_allowed",
-                param="model",
-            )
+        # Every Target the request may reach, fallbacks included: a key limited to openai/* must not reach
+        # another provider through a route or ``fallbacks`` (a route allowed by its name is allowed whole).
+        for name, reachable in admit.targets:
+            if not model_allowed(key, name, reachable):
+                through = "" if name in (admit.requested, reachable.public_id) else f" (fallback {name!r})"
+                raise GatewayError(
+                    f"this key may not use {reachable.public_id}{through}; it allows: {', '.join(key.models)}",
+                    status=403,
+                    code="model_not_allowed",
+                    param="model" if name == admit.requested else "fallbacks",
+                )
         if key.rpm is None and key.tpm is None and key.parallel is None and key.budget is None:
-            return _Ticket(admit.surface, key.id, None, input_estimate)  # nothing to count or reserve
+            return _Ticket(admit.surface, key.id, None, input_estimate, admit.route)  # nothing to count or reserve
         model = target.model
         max_output = admit.max_output or (model.max_tokens if model is not None else _DEFAULT_MAX_OUTPUT)
         worst = 0.0
         if key.budget is not None:
-            worst = cost_of(model.cost if model is not None else _NO_COST, Usage(input_estimate, max_output))
+            # Any of the Targets may answer (a route, fallbacks): reserve what the dearest would cost.
+            worst = max(
+                cost_of(t.model.cost if t.model is not None else _NO_COST, Usage(input_estimate, max_output))
+                for _, t in admit.targets
+            )
         admission = await self._gw.limiter.admit(key, input_estimate + max_output, worst, time.time())
-        return _Ticket(admit.surface, key.id, admission, input_estimate)
+        return _Ticket(admit.surface, key.id, admission, input_estimate, admit.route)
 
     def finish(self, caller: Caller, ticket: object, outcome: Outcome) -> None:
         assert isinstance(ticket, _Ticket)
@@ -197,6 +244,9 @@ class GatewaySteps(Steps):
                 estimated=estimated,
                 latency_ms=(now - outcome.started) * 1000.0,
                 ttft_ms=(outcome.first_byte - outcome.started) * 1000.0 if outcome.first_byte is not None else None,
+                route=ticket.route,
+                attempts=len(outcome.attempts),
+                attempt_log=attempt_log(outcome.attempts),
             )
         )
         if ticket.admission is not None:

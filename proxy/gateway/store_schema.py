@@ -89,6 +89,9 @@ usage = sa.Table(
     sa.Column("estimated", sa.Boolean(), nullable=False),
     sa.Column("latency_ms", sa.Double(), nullable=False),
     sa.Column("ttft_ms", sa.Double(), nullable=True),
+    sa.Column("route", sa.Text(), nullable=True),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("attempt_log", sa.Text(), nullable=True),
     sa.Index("ix_usage_key_id_ts", "key_id", "ts"),
     sa.Index("ix_usage_ts", "ts"),
 )
