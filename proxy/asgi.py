@@ -92,28 +92,49 @@ def _replace_dir(message: str, directory: str, name: str) -> str:
     return re.sub(rf"(?<![\w./:-]){re.escape(directory.rstrip('/'))}(?=/|\b|$)", name, message)
 
 
+#: The ASGI extension through which Switchboard's own server (:mod:`proxy.server`) reports a lost
+#: connection: ``scope["extensions"][DISCONNECT_EXTENSION](callback)`` registers ``callback`` for the
+#: request's connection and returns what unregisters it.
+DISCONNECT_EXTENSION = "switchboard.disconnect"
+
+
 class DisconnectWatch:
     """Cancels the request's task when the client goes away, so the upstream request is aborted too.
 
     ASGI servers report a disconnect only through ``receive()``; a handler busy awaiting the upstream
-    would otherwise keep the upstream request (and its tokens) running for nobody.
+    would otherwise keep the upstream request (and its tokens) running for nobody. Under Switchboard's
+    server the connection itself calls back (:data:`DISCONNECT_EXTENSION`): no task per request; under
+    another server a task waits on ``receive()``.
     """
 
-    __slots__ = ("_task", "_watcher", "fired")
+    __slots__ = ("_task", "_unregister", "_watcher", "fired")
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, scope: Scope | None = None) -> None:
         self.fired = False
         self._task = asyncio.current_task()
-        self._watcher = asyncio.ensure_future(self._watch(receive))
+        self._watcher: asyncio.Future[None] | None = None
+        self._unregister: Callable[[], None] | None = None
+        extensions = scope.get("extensions") if scope is not None else None
+        register = extensions.get(DISCONNECT_EXTENSION) if extensions else None
+        if register is not None:
+            self._unregister = register(self._lost)
+        else:
+            self._watcher = asyncio.ensure_future(self._watch(receive))
+
+    def _lost(self) -> None:
+        self.fired = True
+        if self._task is not None:
+            self._task.cancel()
 
     async def _watch(self, receive: Receive) -> None:
         while True:
             msg = await receive()
             if msg["type"] == "http.disconnect":
-                self.fired = True
-                if self._task is not None:
-                    self._task.cancel()
+                self._lost()
                 return
 
     def stop(self) -> None:
-        self._watcher.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self._unregister is not None:
+            self._unregister()

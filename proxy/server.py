@@ -24,7 +24,9 @@ import logging
 import resource
 import signal
 import socket
+from collections.abc import Callable
 from types import FrameType
+from typing import cast
 
 import msgspec
 import uvicorn
@@ -33,6 +35,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from providers.errors import InvalidRequest, SwitchboardError
 
+from .asgi import DISCONNECT_EXTENSION
 from .config import ServerConfig
 from .guard import Guard
 
@@ -81,6 +84,8 @@ class _EdgeProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._head_timer: asyncio.TimerHandle | None = None
+        #: What the running request asked to be told when the connection is lost (DisconnectWatch).
+        self._on_lost: Callable[[], None] | None = None
         self._refused = len(self.connections) >= self.max_connections
         if self._refused:
             # Never registered: the server is not waiting for it, and its descriptor is freed now.
@@ -105,6 +110,9 @@ class _EdgeProtocol(HttpToolsProtocol):
             self._head_timer = None
         if not self._refused:
             super().connection_lost(exc)
+            callback, self._on_lost = self._on_lost, None
+            if callback is not None and self.cycle is not None and not self.cycle.response_complete:
+                callback()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -116,6 +124,26 @@ class _EdgeProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.transport = cast(asyncio.Transport, _HeadHolder(self.transport, self.loop))
+            # The same dict the cycle holds; its task starts on the next loop iteration.
+            self.scope["extensions"] = {DISCONNECT_EXTENSION: self._watch_connection}  # type: ignore[dict-item]
+
+    def _watch_connection(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """:data:`proxy.asgi.DISCONNECT_EXTENSION`: ``callback`` runs if the connection is lost before
+        the response is complete; the returned function withdraws it."""
+        cycle = self.cycle
+        if cycle is not None and cycle.disconnected:
+            self.loop.call_soon(callback)
+            return _nothing
+        self._on_lost = callback
+
+        def withdraw() -> None:
+            if self._on_lost is callback:
+                self._on_lost = None
+
+        return withdraw
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -133,6 +161,58 @@ class _EdgeProtocol(HttpToolsProtocol):
         if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
             log.debug("closing a connection that sent no complete request head within %gs", self.head_timeout)
             self.transport.close()
+
+
+def _nothing() -> None:
+    return None
+
+
+class _HeadHolder:
+    """One response's transport: the response head (its first write) waits for the body's first write, or
+    for the end of the current loop iteration, whichever comes first, so a head and a body that are ready
+    together leave in one write: one system call and one wake-up of the client fewer per request. A head
+    whose body is not ready (a stream waiting for its first event) still leaves within the iteration.
+    """
+
+    __slots__ = ("_handle", "_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop: asyncio.AbstractEventLoop | None = loop
+        self._held = b""
+        #: The head's deadline (end of the iteration); None before the head and once it left.
+        self._handle: asyncio.Handle | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._held:
+            # The body's first bytes: out together with the head.
+            if self._handle is not None:
+                self._handle.cancel()
+                self._handle = None
+            held, self._held = self._held, b""
+            self._transport.write(held + data)
+        elif self._loop is not None and not data.startswith(b"HTTP/1.1 100 "):
+            # The head (an interim "100 Continue" goes as it is and the head after it is held).
+            self._held = data
+            self._handle = self._loop.call_soon(self._flush)
+            self._loop = None
+        else:
+            self._transport.write(data)
+
+    def _flush(self) -> None:
+        self._handle = None
+        held, self._held = self._held, b""
+        if held:
+            self._transport.write(held)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
 
 
 def _protocol_class(head_timeout: float, max_connections: int) -> type[_EdgeProtocol]:
