@@ -7,6 +7,10 @@ when its first byte left. Its consumers read it, never write it:
 * :meth:`proxy.pipeline.Steps.finish` (the gateway's usage ledger and limits) for admitted requests;
 * an :class:`Observer` (metrics, traces, the access log) for every request, refused ones included.
 
+With ``tracing.capture_content`` on (the observer's :attr:`Observer.capture_content`) the outcome also
+keeps a bounded copy of the request body and of the answer's bytes (:class:`Capture`); off, its
+``capture`` stays None and the pipeline copies nothing.
+
 Every answer carries ``x-request-id`` (the client's when it sent a usable one, else a new one), and once a
 Target was tried ``x-switchboard-target`` (the provider/model that answered, or was last tried) and
 ``x-switchboard-attempts`` (upstream requests made); :meth:`Outcome.headers` gives them.
@@ -18,6 +22,7 @@ import itertools
 import re
 import secrets
 import time
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -26,7 +31,16 @@ if TYPE_CHECKING:
     from .pipeline import Caller, Leg
     from .router import Target
 
-__all__ = ["Attempt", "Observer", "Outcome", "new_request_id", "request_id_from", "retry_after_seconds"]
+__all__ = [
+    "CAPTURE_LIMIT",
+    "Attempt",
+    "Capture",
+    "Observer",
+    "Outcome",
+    "new_request_id",
+    "request_id_from",
+    "retry_after_seconds",
+]
 
 _REQUEST_IDS = itertools.count(1)
 #: Per process: ids stay unique across replicas and restarts without a random draw (a syscall) per request.
@@ -90,12 +104,61 @@ class Attempt:
         self.retry_after: float | None = None
 
 
+#: Bytes kept of a request body and of an answer when contents are captured (each).
+CAPTURE_LIMIT = 256 * 1024
+
+
+class Capture:
+    """The request body and the bytes the client got, kept for an observer that records contents.
+
+    Bounded: a request body over :data:`CAPTURE_LIMIT` is not copied at all (a JSON prefix says nothing),
+    an answer keeps its first :data:`CAPTURE_LIMIT` bytes (a stream's prefix still holds whole events);
+    ``request_truncated`` and ``answer_truncated`` say so. Parsed only when the request is over, by the
+    observer (:mod:`proxy.telemetry.content`).
+    """
+
+    __slots__ = ("answer", "answer_truncated", "request", "request_truncated")
+
+    def __init__(self) -> None:
+        self.request: bytes | None = None
+        self.request_truncated = False
+        self.answer = bytearray()
+        self.answer_truncated = False
+
+    def keep_request(self, body: bytes | bytearray) -> None:
+        if len(body) > CAPTURE_LIMIT:
+            self.request_truncated = True
+        else:
+            self.request = bytes(body)
+
+    def keep_answer(self, data: bytes) -> None:
+        room = CAPTURE_LIMIT - len(self.answer)
+        if len(data) > room:
+            self.answer_truncated = True
+            data = data[: max(room, 0)]
+        self.answer += data
+
+    def stream_steps(
+        self, step: Callable[[bytes], bytes], finish: Callable[[], bytes], mask: Callable[[bytes], bytes] | None
+    ) -> tuple[Callable[[bytes], bytes], Callable[[], bytes]]:
+        """``step`` and ``finish`` that also keep what they give the client, masked as the client gets it
+        (:func:`proxy.streaming.relay` masks after ``step``)."""
+
+        def kept(out: bytes) -> bytes:
+            if out and not self.answer_truncated:
+                self.keep_answer(mask(out) if mask is not None else out)
+            return out
+
+        return (lambda chunk: kept(step(chunk))), (lambda: kept(finish()))
+
+
 class Outcome:
     """How a request went; see the module docstring. Times are ``time.perf_counter()`` values."""
 
     __slots__ = (
         "attempts",
         "caller",
+        "capture",
         "ended",
         "error_type",
         "first_byte",
@@ -139,6 +202,8 @@ class Outcome:
         self.leg: Leg | None = None
         #: An observer's per-request state (a trace span), opaque to the pipeline.
         self.trace: object = None
+        #: The request's and the answer's bytes, only when the observer records contents.
+        self.capture: Capture | None = None
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         """The headers every answer carries (see the module docstring)."""
@@ -152,6 +217,10 @@ class Outcome:
 class Observer(Protocol):
     """Watches every request (metrics, traces, the access log). Both calls must be cheap, must not block
     and must not raise: they run on the request path of every request."""
+
+    #: Record message contents: the pipeline then keeps the request's and the answer's bytes in
+    #: :attr:`Outcome.capture` (read once per request, before ``started``).
+    capture_content: bool
 
     def started(self, outcome: Outcome, scope: Scope) -> None:
         """The request arrived (``outcome`` has its surface and request id; ``scope`` its headers)."""

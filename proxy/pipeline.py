@@ -4,17 +4,21 @@
 
     steps.authenticate    who is calling, from the headers                 (gateway: virtual keys)
     surface.decode        the client's bytes → the surface's request (body freed before the upstream call)
-    route                 the model name → a Target (router)
-    steps.admit           allow-lists, rate limits, budget reservation     (gateway)
-    steps.targets         the Targets to try, in order                     (hook; the routed one today)
-    for each Target — a fallback only while nothing was sent to the client:
+    route                 the model name → a Target (router); a route's name or per-request
+                          ``fallbacks`` → every Target it may reach (proxy.routing)
+    steps.admit           allow-lists (every Target that may be tried), rate limits, budget
+                          reservation                                      (gateway)
+    routing.run           the Targets in the route's strategy's order, minus those cooling down or
+                          too small; a plain model name skips it (one exchange, unless retries are on)
+    for each attempt — a retry or a fallback only while nothing was sent to the client
+    (proxy.routing.policy says which failure leads where):
       credentials         flag → auth.json → env → models.json
       build               native API: surface.passthrough (body edits);   else: surface.canonical → wire.build
       finalize            the cloud adapter signs or authorizes            (proxy.upstream_call.final_call)
       send                one shared client; a 401 re-resolves the credential once and resends
       decode / encode     native: bytes relayed as they are;  else: wire decoder → surface encoder
-    steps.finish          once per admitted request, however it ended: usage, cost, ledger, settling
-                          the reservations (gateway)
+    steps.finish          once per admitted request, however it ended: usage, cost, ledger with every
+                          attempt, settling the reservations (gateway)
 
 Contract of :meth:`Pipeline.handle`: always answers (never raises to the server, except the cancellation
 of a server shutdown, after its last word). Before the first byte every failure is an OpenAI error
@@ -30,19 +34,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Mapping
+from typing import Generic, TypeVar
 
-from providers.canonical import Usage
 from providers.credentials import ResolvedAuth
 from providers.errors import InvalidRequest, NotImplementedYet, ServerShuttingDown, SwitchboardError
-from providers.request_facts import RequestFacts
 from providers.transport import UpstreamResponse, aclose_quietly
 from providers.wire import translating_wire
-from providers.wire.base import UpstreamCall, WireAPI
+from providers.wire.base import WireAPI
 
 from .asgi import DisconnectWatch, Receive, Scope, Send, hide_paths, read_body_buffer, send_json
-from .outcome import Attempt, Outcome, request_id_from, retry_after_seconds
+from .metering import estimate_input_tokens
+from .outcome import Attempt, Capture, Outcome, request_id_from, retry_after_seconds
+from .pipeline_contract import Admit, Caller, Headers, Leg, Steps, Surface
 from .router import Target, check_kind
 from .runtime import Runtime
 from .streaming import SSE_HEADERS, Deadline, Reply, relay
@@ -52,137 +56,8 @@ __all__ = ["Admit", "Attempt", "Caller", "Leg", "Outcome", "Pipeline", "Steps", 
 
 log = logging.getLogger("switchboard")
 
-Headers = list[tuple[bytes, bytes]]
 _JSON = [(b"content-type", b"application/json")]
 In = TypeVar("In")
-
-
-class Leg(Protocol):
-    """One request's way to one Target, made by the pipeline's build step (passthrough or translated).
-
-    The pipeline calls :meth:`call` before each send (again after a 401, with the re-resolved
-    credential), :meth:`error` for an answer ≥ 400, then :meth:`answer` or :meth:`stream_steps`. Each may
-    raise :class:`SwitchboardError`, whose message the pipeline masks; none does I/O.
-    """
-
-    stream: bool
-    #: What a cloud adapter may need of the request, read once when the leg was built (None: no adapter).
-    facts: RequestFacts | None
-    #: :meth:`usage` was counted by Switchboard (a cut stream without the upstream's usage).
-    estimated: bool
-
-    def call(self, auth: ResolvedAuth) -> UpstreamCall:
-        """The upstream request; its ``headers`` are added to the credential's (none: sent as they are)."""
-        ...
-
-    def error(self, status: int, body: bytes, headers: Mapping[str, str]) -> SwitchboardError: ...
-
-    def answer(self, status: int, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes, Headers]:
-        """A non-streamed upstream answer → the client's status, body and headers."""
-        ...
-
-    def stream_steps(
-        self,
-    ) -> tuple[Callable[[bytes], bytes], Callable[[], bytes], Callable[[Exception], bytes]]:
-        """``step``, ``finish`` and ``fail`` for :func:`proxy.streaming.relay`."""
-        ...
-
-    def usage(self) -> Usage | None:
-        """What the exchange consumed, once it is over (None: not read on this branch)."""
-        ...
-
-
-class Surface(Protocol[In]):
-    """An inbound API: its decode (client bytes → request) and its encode (answers → client bytes).
-
-    A new surface (OpenAI Responses, Anthropic Messages) is one object with these members; the pipeline
-    around it stays the same.
-    """
-
-    #: The path, for messages ("/v1/chat/completions").
-    path: str
-    #: The upstream wire API this surface speaks itself: a Target on it takes the passthrough branch.
-    native_api: str
-
-    def decode(self, body: bytearray) -> In:
-        """The request, validated enough to route; raises :class:`InvalidRequest`."""
-        ...
-
-    def model(self, req: In) -> str: ...
-
-    def max_output(self, req: In) -> int | None:
-        """The output tokens the client allows (for budget reservations); None: not limited by it."""
-        ...
-
-    def passthrough(self, req: In, target: Target, auth: ResolvedAuth, release: bool, *, meter: bool) -> Leg:
-        """The native branch: the body with only the needed edits, bytes relayed back unparsed. ``auth``
-        is the Target's credential (a cloud adapter may name another upstream model through it, such as
-        Azure's deployment). ``release``: no other Target will need ``req``, free it now (it is as large
-        as the body). ``meter``: the leg must read the exchange's usage (and ask the upstream for it)."""
-        ...
-
-    def translate(self, req: In, target: Target, wire: WireAPI, release: bool) -> Leg:
-        """The translated branch: for a chat-like surface a :class:`TranslatedLeg` (its canonical request,
-        ``wire`` upstream, its encoders back); raises :class:`InvalidRequest` naming the parameter."""
-        ...
-
-    def error_body(self, exc: SwitchboardError) -> bytes:
-        """An error before the first byte in the surface's own envelope (OpenAI's, Anthropic's)."""
-        ...
-
-
-class Caller:
-    """Who sent the request, as :meth:`Steps.authenticate` established it (this base: anonymous)."""
-
-    __slots__ = ()
-
-
-_ANONYMOUS = Caller()
-
-
-class Admit:
-    """What :meth:`Steps.admit` may weigh: the client's model name, where it routed, the request's size."""
-
-    __slots__ = ("body_len", "max_output", "requested", "surface", "target")
-
-    def __init__(self, surface: str, requested: str, target: Target, body_len: int, max_output: int | None) -> None:
-        self.surface = surface
-        self.requested = requested
-        self.target = target
-        self.body_len = body_len
-        self.max_output = max_output
-
-
-class Steps:
-    """The pipeline's cross-cutting steps, each a no-op here (the gateway's are :mod:`proxy.gateway.steps`).
-
-    * :meth:`authenticate` runs before the body is read; raises :class:`SwitchboardError` (401) to refuse.
-    * :meth:`admit` runs once the model is known; raises (403 allow-list, 429 limits) to refuse. What it
-      returns (a reservation) goes to :meth:`finish`.
-    * :meth:`targets` gives the Targets to try in order (retries, fallbacks); the pipeline moves to the
-      next one only while nothing was sent to the client and :meth:`fall_back` accepts the error.
-    * :meth:`finish` is called exactly once for every request :meth:`admit` let through, however it
-      ended (answered, failed, cut, client gone, server stopping). It must not block or raise: queue
-      the writes.
-    """
-
-    #: Legs read the exchange's usage (an OpenAI stream asks for its usage chunk). Off: not a byte parsed.
-    meter = False
-
-    async def authenticate(self, scope: Scope) -> Caller:
-        return _ANONYMOUS
-
-    async def admit(self, caller: Caller, admit: Admit) -> object:
-        return None
-
-    def targets(self, caller: Caller, routed: Target) -> Sequence[Target]:
-        return (routed,)
-
-    def fall_back(self, caller: Caller, target: Target, error: SwitchboardError) -> bool:
-        return True
-
-    def finish(self, caller: Caller, ticket: object, outcome: Outcome) -> None:
-        return None
 
 
 class Pipeline(Generic[In]):
@@ -199,6 +74,8 @@ class Pipeline(Generic[In]):
         outcome = Outcome(self.surface.path, request_id_from(scope["headers"]))
         observer = rt.observer
         if observer is not None:
+            if observer.capture_content:  # tracing.capture_content: keep the bytes (else nothing is copied)
+                outcome.capture = Capture()
             observer.started(outcome, scope)
         try:
             await self._handle(rt, scope, receive, send, outcome)
@@ -219,9 +96,11 @@ class Pipeline(Generic[In]):
             # Decoded straight from one buffer and not kept: a large body (base64 images) peaks near its size.
             body = await read_body_buffer(receive, scope)
             body_len = len(body)
+            if outcome.capture is not None:  # a copy: the buffer itself is freed right after decode
+                outcome.capture.keep_request(body)
             req = self.surface.decode(body)
             del body
-            reply.watch = DisconnectWatch(receive)
+            reply.watch = DisconnectWatch(receive, scope)
             await self._serve(rt, scope, caller, req, body_len, send, reply, outcome)
         except SwitchboardError as exc:
             log.debug("request failed: %s %s", exc.status, exc.message)
@@ -261,25 +140,39 @@ class Pipeline(Generic[In]):
         reply: Reply,
         outcome: Outcome,
     ) -> None:
-        steps, surface = rt.steps, self.surface
+        steps, surface, routing = rt.steps, self.surface, rt.routing
         requested = outcome.requested = surface.model(req)
-        routed = rt.router.resolve(requested)
-        check_kind(routed, self.kind, surface.path)
-        ticket = await steps.admit(caller, Admit(surface.path, requested, routed, body_len, surface.max_output(req)))
+        cands = routing.candidates(requested, surface.fallbacks(req), self.kind, surface.path)
+        if cands is None:  # a plain model name: the hot path
+            routed = rt.router.resolve(requested)
+            check_kind(routed, self.kind, surface.path)
+            route = None
+        else:
+            routed = cands[0][1]
+            route = requested if requested in routing.routes else None
+        max_output = surface.max_output(req)
+        admit = Admit(surface.path, requested, routed, body_len, max_output, cands or (), route)
+        ticket = await steps.admit(caller, admit)
         outcome.target = routed
         try:
-            targets = steps.targets(caller, routed)
-            last = len(targets) - 1
-            for i, target in enumerate(targets):
-                outcome.target = target
-                try:
-                    await self._exchange(rt, scope, req, target, send, reply, outcome, release=i == last)
-                except SwitchboardError as exc:
-                    if reply.started or i == last or not steps.fall_back(caller, target, exc):
-                        raise
-                    log.info("%s failed (%s); trying %s", target.public_id, exc.status, targets[i + 1].public_id)
-                    continue
+            if cands is None and not routing.retries_plain:
+                await self._exchange(rt, scope, req, routed, send, reply, outcome, release=True)
                 return
+
+            async def exchange(target: Target, release: bool) -> None:
+                outcome.target = target
+                await self._exchange(rt, scope, req, target, send, reply, outcome, release=release)
+
+            await routing.run(
+                requested,
+                cands or ((requested, routed),),
+                exchange,
+                reply,
+                outcome,
+                estimate_input_tokens(body_len),
+                max_output if max_output is not None else (routed.model.max_tokens if routed.model is not None else 0),
+                watch=cands is not None,
+            )
         except SwitchboardError as exc:
             outcome.status = exc.status
             raise
@@ -323,6 +216,8 @@ class Pipeline(Generic[In]):
                 outcome.status = 200
                 outcome.first_byte = time.perf_counter()
                 step, finish, fail = leg.stream_steps()
+                if outcome.capture is not None:  # also keep what the client gets (wrapped only then)
+                    step, finish = outcome.capture.stream_steps(step, finish, auth.mask.data if auth.mask else None)
                 try:
                     await relay(
                         send,
@@ -359,6 +254,8 @@ class Pipeline(Generic[In]):
         reply.started = True
         outcome.status = status
         outcome.first_byte = time.perf_counter()
+        if outcome.capture is not None:
+            outcome.capture.keep_answer(body)
         await send_json(send, status, body, [*headers, *outcome.headers()])
 
     def _build(

@@ -6,7 +6,9 @@
                     └─ observer.ended(outcome) ──────────▶   │  Facts: usage and cost, once (facts.py)
                                                              ├── Metrics    Prometheus: metrics.py; GET /metrics,
                                                              │              cooldowns, per-key gauges: scrape.py
-                                                             ├── Tracing    OpenTelemetry spans (tracing.py)
+                                                             ├── Tracing    OpenTelemetry spans (tracing.py);
+                                                             │              with capture_content, prompts and
+                                                             │              answers (content*.py)
                                                              └── AccessLog  one JSON line a request (access_log.py)
     every other route ── RequestIds (request_id.py): x-request-id on its answers
 

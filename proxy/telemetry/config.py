@@ -13,7 +13,9 @@
 * ``tracing``: OpenTelemetry spans exported by OTLP/HTTP (``pip install 'switchboard[otel]'``). ``null``
   (the default): on when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is
   set; ``true``: on (the SDK's default endpoint unless those say otherwise); ``false``: off. The
-  exporter, sampler and batching read the standard ``OTEL_*`` variables.
+  exporter, sampler and batching read the standard ``OTEL_*`` variables. ``capture_content``: also record
+  prompts and answers on the request span (``gen_ai.input.messages``, ``gen_ai.system_instructions``,
+  ``gen_ai.output.messages``, ``gen_ai.response.finish_reasons``); off by default.
 * ``access_log``: one JSON line per request to ``path`` (appended), or to stderr when ``path`` is null.
 """
 
