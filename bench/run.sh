@@ -27,6 +27,11 @@
 #                    OURS_PORT+7) are also run alternately, D s each, and the ratio of their summed rps is
 #                    the verdict (drift on a shared host cancels out); 0 compares the rows above instead.  PG_URL [postgresql://postgres@127.0.0.1:5432]
 #                    REDIS_URL [redis://127.0.0.1:6379/0]
+#   METRICS [0]      1 also runs ours with metrics on (config.json "metrics": {"enabled": true}, tracing off) and
+#                    compares it with a plain twin, interleaved as for GATEWAY (AB_ROUNDS); target >= 95%
+#   ROUTE [0]        1 also runs ours with a route of one healthy target (config.json "routes") and compares
+#                    asking for the route with asking for its target directly, interleaved (AB_ROUNDS); target
+#                    >= 95%
 #   LATENCY [1]      0 skips the one-connection latency runs
 #   MEM [1]          0 skips the memory phase;  MEM_N [100000] requests in it (two halves)
 #   MEM_TIMEOUT [150] seconds allowed per half;  GROWTH_TOL_MB [2] allowed RSS growth between halves
@@ -42,6 +47,7 @@ repo=$(cd "$here/.." && pwd)
 D=${D:-5}; C=${C:-32}
 OURS=${OURS:-1}; LITELLM=${LITELLM:-1}; FLOOR=${FLOOR:-1}; ANTHROPIC=${ANTHROPIC:-0}; SURFACES=${SURFACES:-1}
 TRANSPORTS=${TRANSPORTS:-0}; SERVERS=${SERVERS:-0}; LATENCY=${LATENCY:-1}; GATEWAY=${GATEWAY:-1}
+METRICS=${METRICS:-0}; ROUTE=${ROUTE:-0}
 PG_URL=${PG_URL:-postgresql://postgres@127.0.0.1:5432}; REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 AB_ROUNDS=${AB_ROUNDS:-3}; TWIN_PORT=${TWIN_PORT:-$(( ${OURS_PORT:-18090} + 7 ))}
 #: The client key every request sends (a gateway run replaces it with the virtual key it created).
@@ -304,12 +310,20 @@ bench(){ # name url model script [ref-row-for-ratio [floor-row-for-ratio]]
   if ! check "$name" "$url" "$model" "$script"; then NOTE[$name]="NOT MEASURED: ${CHECKED[$name]}"; return 1; fi
   run_wrk "$work/warm.out" 8 1 "$url" "$model" "$script"
   settle "$server_pid"
+  local t0 t1 n cpu=""
+  [ -n "$server_pid" ] && t0=$(cpu_ticks "$server_pid")
   run_wrk "$work/wrk.out" "$C" "$D" "$url" "$model" "$script"
   settle "$server_pid"
   read -r a b c d e <<<"$(parse_wrk "$work/wrk.out")"
   RPS[$name]=$a; P50[$name]=$b; P99[$name]=$c; BAD[$name]=$d; ERR[$name]=$e
   r=$(printf '%.0f' "${RPS[$name]}" 2>/dev/null || echo "${RPS[$name]}")
-  say "$name: $r rps, p50 $(fmt_ms "${P50[$name]}"), p99 $(fmt_ms "${P99[$name]}"), non-2xx ${BAD[$name]}, socket errors ${ERR[$name]}"
+  if [ -n "$server_pid" ]; then
+    # Server CPU per request: steadier than requests/s on a busy machine (what else runs shares the cores,
+    # not this process's work).
+    t1=$(cpu_ticks "$server_pid"); n=$(awk '/requests in/ {print $1}' "$work/wrk.out")
+    [ -n "$n" ] && [ "$n" -gt 0 ] && cpu=", server CPU $(awk -v t=$(( t1 - t0 )) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", t / hz / n * 1e6}') µs/request"
+  fi
+  say "$name: $r rps, p50 $(fmt_ms "${P50[$name]}"), p99 $(fmt_ms "${P99[$name]}"), non-2xx ${BAD[$name]}, socket errors ${ERR[$name]}$cpu"
   [ "${RPS[$name]}" = - ] && { NOTE[$name]="wrk failed: $(tail -2 "$work/wrk.out" | tr '\n' ' ')"; say "${NOTE[$name]}"; }
   return 0
 }
@@ -420,6 +434,8 @@ start_ours(){ # label env-assignments... ; sets ours_pid, returns 1 if it did no
   "bench-resp-stream": {"baseUrl": "http://127.0.0.1:$UPSTREAM_PORT/s/v1", "api": "openai-responses", "apiKey": "sk-upstream", "models": [{"id": "gpt-bench"}]},
   "bench-emb": {"baseUrl": "http://127.0.0.1:$UPSTREAM_PORT/v1", "api": "openai-completions", "apiKey": "sk-upstream", "models": [{"id": "text-embedding-bench", "kind": "embedding"}]}}}
 EOF
+  # OURS_CONFIG: a config.json for this run (the metrics run's).
+  [ -n "${OURS_CONFIG:-}" ] && printf '%s\n' "$OURS_CONFIG" > "$home/config.json"
   t0=$(now_ms)
   env -u SWITCHBOARD_UPSTREAM_CLIENT -u SWITCHBOARD_ASGI_SERVER SWITCHBOARD_HOME="$home" "$@" \
     setsid "$ours_bin" serve --host 127.0.0.1 --port "$OURS_PORT" >"$work/ours-$label.log" 2>&1 &
@@ -586,10 +602,11 @@ start_twin(){ # a plain ours (no gateway) beside the gateway one, for the interl
   twin_pid=$!; pids+=("$twin_pid")
   wait_ready "http://127.0.0.1:$TWIN_PORT/healthz" "$twin_pid" 60
 }
-ab(){ # key gw-url plain-url model script: AB_ROUNDS alternating runs of each (D s) -> AB[key] = gateway/plain rps
+ab(){ # key gw-url plain-url model script [plain-model]: AB_ROUNDS alternating runs of each (D s) -> AB[key] =
+  # gateway/plain rps; plain-model (default: model) is what the plain runs ask for
   local i a b sa=0 sb=0
   for i in $(seq 1 "$AB_ROUNDS"); do
-    run_wrk "$work/ab-plain.out" "$C" "$D" "$3" "$4" "$5"; settle "$twin_pid"
+    run_wrk "$work/ab-plain.out" "$C" "$D" "$3" "${6:-$4}" "$5"; settle "$twin_pid"
     run_wrk "$work/ab-gw.out" "$C" "$D" "$2" "$4" "$5"; settle "$ours_pid"
     a=$(parse_wrk "$work/ab-gw.out" | awk '{print $1}'); b=$(parse_wrk "$work/ab-plain.out" | awk '{print $1}')
     sa=$(awk -v x="$sa" -v y="$a" 'BEGIN {print x + y}'); sb=$(awk -v x="$sb" -v y="$b" 'BEGIN {print x + y}')
@@ -644,6 +661,40 @@ asyncio.run(main())" && {
   fi
 fi
 
+# ---------------------------------------------------------------- ours with metrics on (METRICS=1)
+metrics_labels=()
+if [ -n "$ours_bin" ] && on "$METRICS"; then
+  if OURS_CONFIG='{"metrics": {"enabled": true}}' start_ours metrics; then
+    M="http://127.0.0.1:$OURS_PORT/v1/chat/completions"
+    bench "ours[metrics]"        "$M" bench/gpt-bench        post.lua        ours python-floor
+    bench "ours-stream[metrics]" "$M" bench-stream/gpt-bench post-stream.lua ours-stream python-floor-stream
+    if [ "$AB_ROUNDS" -gt 0 ] && start_twin; then
+      T="http://127.0.0.1:$TWIN_PORT/v1/chat/completions"
+      ab "ours[metrics]" "$M" "$T" bench/gpt-bench post.lua
+      ab "ours-stream[metrics]" "$M" "$T" bench-stream/gpt-bench post-stream.lua
+      metrics_labels+=("ours[metrics]" "ours-stream[metrics]")
+    fi
+    [ -n "$twin_pid" ] && { stop_group "$twin_pid"; forget "$twin_pid"; twin_pid=""; }
+    say "ours[metrics] /metrics: $(curl --noproxy '*' -s --max-time 20 "http://127.0.0.1:$OURS_PORT/metrics" \
+      | grep -c '^switchboard_') series lines"
+    stop_group "$ours_pid"; forget "$ours_pid"
+  else
+    k="ours[metrics]"; rows+=("$k"); NOTE[$k]="skipped: ${OURS_INFO[metrics]}"
+  fi
+fi
+
+# ---------------------------------------------------------------- a route of one healthy target (ROUTE=1)
+if [ -n "$ours_bin" ] && on "$ROUTE" && [ "$AB_ROUNDS" -gt 0 ]; then
+  if OURS_CONFIG='{"routes": {"bench-route": {"targets": ["bench/gpt-bench"]},
+      "bench-route-stream": {"targets": ["bench-stream/gpt-bench"]}}}' start_ours route; then
+    R="http://127.0.0.1:$OURS_PORT/v1/chat/completions"
+    ab "ours[route]" "$R" "$R" bench-route post.lua bench/gpt-bench
+    ab "ours-stream[route]" "$R" "$R" bench-route-stream post-stream.lua bench-stream/gpt-bench
+    metrics_labels+=("ours[route]" "ours-stream[route]")
+    stop_group "$ours_pid"; forget "$ours_pid"
+  fi
+fi
+
 # ---------------------------------------------------------------- report
 echo
 echo "== Throughput: wrk -t1 -c$C, ${D}s per target after a 1 s warm-up at -c8 (rps: requests/s; x litellm: ours/litellm rps)"
@@ -689,6 +740,10 @@ else
 fi
 
 for v in "${gw_mem[@]+"${gw_mem[@]}"}"; do verdicts+=("$v"); done
+for g in "${metrics_labels[@]+"${metrics_labels[@]}"}"; do
+  verdicts+=("$g of plain (interleaved): $(awk -v r="${AB[$g]:-0}" 'BEGIN {
+    printf "%s (%.0f%%, target >= 95%%)", (r >= 0.95) ? "PASS" : "FAIL", 100 * r }')")
+done
 for label in "${gw_labels[@]+"${gw_labels[@]}"}"; do
   for pair in "ours[$label]:ours" "ours-stream[$label]:ours-stream"; do
     g=${pair%%:*}; p=${pair#*:}

@@ -1,34 +1,36 @@
 """The litestar application: thin handlers over the :class:`Runtime` created in the lifespan.
 
-Chat completions is a raw ASGI handler (the hot path skips framework request/response objects); the
-rest are ordinary litestar handlers. Every error, including unknown routes and unexpected exceptions,
-is answered with the OpenAI error envelope.
+The inbound surfaces (chat completions, Responses, Messages, embeddings, legacy completions) are not
+litestar routes: :class:`proxy.surface_routes.SurfaceDispatch`, the first thing inside the app, hands their
+paths straight to the pipeline. The rest are ordinary litestar handlers. Every error, including unknown
+routes and unexpected exceptions, is answered with the OpenAI error envelope.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
-from litestar import Litestar, Request, Response, asgi, get, head
+from litestar import Litestar, Request, Response, get, head
 from litestar.exceptions import HTTPException
-from litestar.types import Receive, Scope, Send
+from litestar.types import ASGIApp
 
 from providers.errors import InvalidRequest, NotFound, SwitchboardError
 
 from .asgi import hide_paths
-from .chat import handle_chat_completions
-from .completions import handle_completions
 from .config import Paths, ServerConfig
-from .embeddings import handle_embeddings
 from .gateway.admin import admin_router
-from .messages import anthropic_model_list, handle_count_tokens, handle_messages
+from .messages import anthropic_model_list
 from .models import get_model, list_models
-from .responses import handle_responses, response_not_stored
+from .responses import response_not_stored
 from .runtime import Runtime
+from .surface_routes import SurfaceDispatch
+from .telemetry.request_id import RequestIds
+from .ui.routes import ui_router
 
 __all__ = ["create_app"]
 
@@ -40,18 +42,6 @@ def _rt(request: Request[Any, Any, Any]) -> Runtime:
     return rt
 
 
-@asgi(path=["/v1/chat/completions", "/chat/completions"], copy_scope=False)
-async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
-    rt: Runtime = scope["litestar_app"].state.runtime
-    await handle_chat_completions(rt, scope, receive, send)  # type: ignore[arg-type]
-
-
-@asgi(path=["/v1/responses", "/responses"], copy_scope=False)
-async def responses(scope: Scope, receive: Receive, send: Send) -> None:
-    rt: Runtime = scope["litestar_app"].state.runtime
-    await handle_responses(rt, scope, receive, send)  # type: ignore[arg-type]
-
-
 @get(path=["/v1/responses/{response_id:str}", "/responses/{response_id:str}"])
 async def responses_get(request: Request[Any, Any, Any]) -> None:
     """Switchboard keeps no responses (stateless, ``store: false``): a clear 404 saying what to send."""
@@ -61,30 +51,6 @@ async def responses_get(request: Request[Any, Any, Any]) -> None:
 
         await rt.gateway.steps.caller(bearer_token(request.scope["headers"]))
     raise response_not_stored()
-
-
-@asgi(path=["/v1/messages", "/messages"], copy_scope=False)
-async def messages(scope: Scope, receive: Receive, send: Send) -> None:
-    rt: Runtime = scope["litestar_app"].state.runtime
-    await handle_messages(rt, scope, receive, send)  # type: ignore[arg-type]
-
-
-@asgi(path=["/v1/messages/count_tokens", "/messages/count_tokens"], copy_scope=False)
-async def messages_count_tokens(scope: Scope, receive: Receive, send: Send) -> None:
-    rt: Runtime = scope["litestar_app"].state.runtime
-    await handle_count_tokens(rt, scope, receive, send)  # type: ignore[arg-type]
-
-
-@asgi(path=["/v1/embeddings", "/embeddings"], copy_scope=False)
-async def embeddings(scope: Scope, receive: Receive, send: Send) -> None:
-    rt: Runtime = scope["litestar_app"].state.runtime
-    await handle_embeddings(rt, scope, receive, send)  # type: ignore[arg-type]
-
-
-@asgi(path=["/v1/completions", "/completions"], copy_scope=False)
-async def completions(scope: Scope, receive: Receive, send: Send) -> None:
-    rt: Runtime = scope["litestar_app"].state.runtime
-    await handle_completions(rt, scope, receive, send)  # type: ignore[arg-type]
 
 
 @get(path=["/v1/models", "/models"])
@@ -129,6 +95,35 @@ def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return {"status": "degraded", "providers": len(rt.registry), "problems": problems}
 
 
+@get(path="/metrics")
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Prometheus's text format (:mod:`proxy.telemetry.metrics`, :mod:`proxy.telemetry.scrape`)."""
+    rt = _rt(request)
+    telemetry = rt.telemetry
+    if telemetry is None or telemetry.metrics is None:
+        raise NotFound(
+            'metrics are off: set "metrics": {"enabled": true} in config.json and restart Switchboard',
+            code="not_found",
+        )
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from .gateway.steps import bearer_token
+    from .telemetry.scrape import may_scrape, render
+
+    if not may_scrape(bearer_token(request.scope["headers"]), telemetry.metrics_token, rt.gateway):
+        who = "the master key or the metrics token" if rt.gateway is not None else "the metrics token"
+        raise InvalidRequest(
+            f"GET /metrics needs {who} (metrics.token in config.json): send 'Authorization: Bearer <token>'",
+            status=401,
+            code="invalid_api_key",
+            headers={"www-authenticate": "Bearer"},
+        )
+    body = await render(
+        telemetry.metrics, registry=rt.registry, routing=rt.routing, gateway=rt.gateway, per_key=telemetry.per_key
+    )
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
 @head(path=["/", "/healthz"], sync_to_thread=False)
 def probe() -> None:
     """200 with no body: Claude Code probes ``HEAD /`` before its first request, load balancers
@@ -139,7 +134,7 @@ def probe() -> None:
 _ENDPOINTS = (
     "POST /v1/chat/completions, POST /v1/completions, POST /v1/responses, GET /v1/responses/{id}, "
     "POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/embeddings, GET /v1/models, "
-    "GET /v1/models/{id}, GET /healthz"
+    "GET /v1/models/{id}, GET /healthz, GET /metrics"
 )
 #: Longest request path quoted back in a 404.
 _MAX_QUOTED_PATH = 200
@@ -155,7 +150,8 @@ def _no_such_endpoint(request: Request[Any, Any, Any]) -> str:
     as a missing model still shows what was asked, and lists what is served."""
     return (
         f"Switchboard has no endpoint {request.method} {_quoted_path(request)}; it serves {_ENDPOINTS} (each "
-        "also without /v1) and, with a master key (SWITCHBOARD_MASTER_KEY), the admin API under /admin/v1. "
+        "also without /v1) and, with a master key (SWITCHBOARD_MASTER_KEY), the admin API under /admin/v1 and the "
+        "dashboard at /ui. "
         "Check the client's base URL: http://<host>:<port>/v1 for OpenAI clients, http://<host>:<port> for "
         "Anthropic's"
     )
@@ -210,21 +206,20 @@ def create_app(paths: Paths, config: ServerConfig, cli_keys: Mapping[str, str] |
             yield
         finally:
             await runtime.stop()
+            if runtime.telemetry is not None:
+                # Flushing spans may wait on the collector: not on the event loop.
+                await asyncio.to_thread(runtime.telemetry.close)
 
     app = Litestar(
         route_handlers=[
-            chat_completions,
-            responses,
             responses_get,
-            messages,
-            messages_count_tokens,
-            embeddings,
-            completions,
             models_list,
             models_get,
             healthz,
+            metrics,
             probe,
             admin_router(),
+            ui_router(),
         ],
         lifespan=[lifespan],
         exception_handlers={Exception: _error_response},
@@ -232,4 +227,7 @@ def create_app(paths: Paths, config: ServerConfig, cli_keys: Mapping[str, str] |
         logging_config=None,
     )
     app.state.runtime = runtime
+    # Outside litestar's routing, so that its 404s and 405s get the header too; the surfaces' paths go
+    # straight to the pipeline, which sets the header itself.
+    app.asgi_handler = cast(ASGIApp, SurfaceDispatch(RequestIds(app.asgi_handler), runtime))
     return app

@@ -15,7 +15,11 @@ with their path). Example::
       "max_body_mb": 64,
       "master_key": "$SWITCHBOARD_MASTER_KEY",
       "database_url": "postgresql://switchboard@db/switchboard",
-      "redis_url": "redis://redis:6379/0"
+      "redis_url": "redis://redis:6379/0",
+      "routes": {"smart": {"targets": ["anthropic/claude-sonnet-4-5", "openai/gpt-4o"], "strategy": "fallback"}},
+      "retries": {"attempts": 2, "backoff": 0.5, "max_backoff": 8, "retry_after_cap": 30},
+      "cooldown": {"failures": 3, "window": 60, "seconds": 30},
+      "context_window_fallback": true
     }
 
 ``allowed_hosts`` lists the ``Host`` names served besides loopback ones (``"*"`` serves any): needed
@@ -28,6 +32,9 @@ the admin API and usage ledger are served. Its value takes the forms of ``auth.j
 ``SWITCHBOARD_HOME``) and ``redis_url`` (limits and key changes shared by replicas) go with it. The
 environment variables ``SWITCHBOARD_MASTER_KEY``, ``SWITCHBOARD_DATABASE_URL`` and
 ``SWITCHBOARD_REDIS_URL`` take precedence over the file.
+
+``routes``, ``retries``, ``cooldown`` and ``context_window_fallback`` are routing's
+(:mod:`proxy.routing`); with ``redis_url`` the cooldowns are shared by the replicas.
 """
 
 from __future__ import annotations
@@ -40,6 +47,11 @@ from typing import Annotated
 import msgspec
 
 from providers.errors import ConfigError
+from providers.extensions import ExtensionsConfig
+
+from .gateway.oidc_config import OidcConfig
+from .routing.config import CooldownConfig, RetryConfig, RouteConfig
+from .telemetry.config import AccessLogConfig, MetricsConfig, TracingConfig
 
 __all__ = ["GatewayConfig", "Paths", "ServerConfig", "load_server_config"]
 
@@ -120,6 +132,20 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: Redis for limits and key invalidation shared by replicas; None: kept in process.
     redis_url: str | None = None
     gateway: GatewayConfig = GatewayConfig()
+    #: GET /metrics, OpenTelemetry traces, the JSON access log (see :mod:`proxy.telemetry.config`).
+    metrics: MetricsConfig = MetricsConfig()
+    tracing: TracingConfig = TracingConfig()
+    access_log: AccessLogConfig = AccessLogConfig()
+    #: Installed provider packages: which may replace a built-in, which not to load (:mod:`providers.extensions`).
+    extensions: ExtensionsConfig = ExtensionsConfig()
+    #: OIDC issuers whose ID tokens are API keys (CI jobs; see :mod:`proxy.gateway.oidc_config`).
+    oidc: OidcConfig | None = None
+    #: Route names clients use as models → targets and a strategy (see :mod:`proxy.routing`).
+    routes: dict[str, RouteConfig] = {}
+    retries: RetryConfig = RetryConfig()
+    cooldown: CooldownConfig = CooldownConfig()
+    #: A prompt too long for a target (estimated, or the upstream said so) goes to the next that fits.
+    context_window_fallback: bool = True
 
 
 def load_server_config(path: Path) -> ServerConfig:
@@ -137,10 +163,29 @@ def _read_server_config(path: Path) -> ServerConfig:
     try:
         config = msgspec.json.decode(raw, type=ServerConfig)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{path}: {str(exc).replace('`$', '`config')}") from exc
+        raise ConfigError(f"{path}: {_where(exc, raw)}") from exc
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
     return config
+
+
+def _where(exc: msgspec.ValidationError, raw: bytes) -> str:
+    """msgspec's message with the key path spelled out; a route is named (msgspec says ``routes[...]``)."""
+    message = str(exc)
+    if "`$.routes[...]" in message:
+        # Decode the routes one by one to name the culprit.
+        try:
+            routes = msgspec.json.decode(raw, type=dict[str, msgspec.Raw]).get("routes")
+            by_name = msgspec.json.decode(routes, type=dict[str, msgspec.Raw]) if routes else {}
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            by_name = {}
+        for name, body in by_name.items():
+            try:
+                msgspec.json.decode(body, type=RouteConfig)
+            except msgspec.ValidationError as inner:
+                found = str(inner).replace("`$", f"`config.routes.{name}")
+                return found if " - at `" in found else f"{found} - at `config.routes.{name}`"
+    return message.replace("`$", "`config")
 
 
 def _with_env(config: ServerConfig) -> ServerConfig:

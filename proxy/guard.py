@@ -27,6 +27,7 @@ import msgspec
 from providers.errors import InvalidRequest, SwitchboardError
 
 from .asgi import Receive, Scope, Send
+from .outcome import request_id_from
 
 __all__ = ["Guard", "is_loopback"]
 
@@ -84,18 +85,18 @@ class Guard:
         # HTTP/1.0 may omit Host; browsers never do, so a request without one is not a rebound page.
         if self._check_host and host is not None and host not in self._accepted:
             if not self._host_allowed(host):
-                await _reject(send, 421, _MISDIRECTED)
+                await _reject(scope, send, 421, _MISDIRECTED)
                 return
             if len(self._accepted) < _ACCEPTED_CACHE:
                 self._accepted.add(host)
         if scope["method"] == "POST":
             if ctype != _JSON_TYPE and (ctype is None or ctype.partition(b";")[0].strip().lower() != _JSON_TYPE):
-                await _reject(send, 415, _NOT_JSON)
+                await _reject(scope, send, 415, _NOT_JSON)
                 return
             if length is None:
                 receive = _Capped(receive, self._max_body, self._too_large.message)
             elif int(length) > self._max_body:
-                await _reject(send, 413, self._too_large_body)
+                await _reject(scope, send, 413, self._too_large_body)
                 return
         await self._app(scope, receive, send)
 
@@ -141,8 +142,9 @@ def _envelope(exc: SwitchboardError) -> bytes:
     return msgspec.json.encode(exc.envelope())
 
 
-async def _reject(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", _JSON_TYPE)]})
+async def _reject(scope: Scope, send: Send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", _JSON_TYPE), (b"x-request-id", request_id_from(scope["headers"]).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

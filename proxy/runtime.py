@@ -17,16 +17,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from providers import extensions
 from providers.authstore import AuthStore
 from providers.credentials import Credentials
 from providers.discovery import describe_failure, fetch_models, load_cached, merge_discovered, save_cached
-from providers.errors import SwitchboardError
+from providers.errors import ConfigError, SwitchboardError
 from providers.models_json import apply_models_json
-from providers.registry import Provider, Registry, load_builtin_providers
+from providers.registry import Provider, Registry
 from providers.transport import Timeouts, UpstreamClient, make_client
 
 from .config import Paths, ServerConfig
 from .router import Router
+from .routing.engine import Routing
 
 if TYPE_CHECKING:
     import httpx
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from .gateway.gateway import Gateway
     from .outcome import Observer
     from .pipeline import Steps
+    from .telemetry.observer import Telemetry
 
 __all__ = ["Runtime", "build_registry"]
 
@@ -44,8 +47,9 @@ _RETRY_AFTER_FAILURE = 300.0
 
 
 def build_registry(paths: Paths, cache_dir: Path | None = None) -> Registry:
-    """Built-in providers, with ``models.json`` applied and cached discovered models merged."""
-    registry = apply_models_json(Registry(load_builtin_providers()), paths.models_json)
+    """Built-in and extension providers (:func:`providers.extensions.active`), with ``models.json``
+    applied and cached discovered models merged."""
+    registry = apply_models_json(Registry(extensions.active().providers), paths.models_json)
     if cache_dir is not None:
         for p in list(registry):
             cached = load_cached(cache_dir, p.id) if p.discovery else None
@@ -73,10 +77,13 @@ class Runtime:
         self.paths = paths
         self.config = config
         self.started = time.time()
+        extensions.activate(config.extensions)  # before the registry: it decides which extensions load
         self.credentials = Credentials(
             AuthStore(paths.auth_json), cli_keys=cli_keys, models_json_path=paths.models_json
         )
         self.router = Router(build_registry(paths, paths.model_cache), config.aliases, self.credentials.available)
+        #: Routes, retries, fallbacks and cooldowns; checks the routes against the registry (ConfigError).
+        self.routing = Routing(config, self.router, paths.config_json)
         self.client: UpstreamClient = make_client(
             Timeouts(config.timeouts.connect, config.timeouts.read, config.timeouts.total)
         )
@@ -85,16 +92,22 @@ class Runtime:
         self.gateway: Gateway | None = None
         #: The pipeline's steps: the gateway's when it is on, else the no-op ones.
         self.steps: Steps = _plain_steps()
+        from .telemetry.observer import build_telemetry  # it loads the pipeline, which imports this module
+
+        #: Metrics, traces and the access log (:mod:`proxy.telemetry`); None when all are off.
+        self.telemetry: Telemetry | None = build_telemetry(config, paths)
         #: Watches every request (metrics, traces, access log); None: nothing is watched, nothing paid.
-        self.observer: Observer | None = None
+        self.observer: Observer | None = self.telemetry
         master_key = _master_key(config, paths)
         if master_key is not None:
             from .gateway.gateway import Gateway  # SQLAlchemy and Redis load only when the gateway is on
 
             self.gateway = Gateway(master_key, config, paths)
             self.steps = self.gateway.steps
-        #: Legs read each exchange's usage (the gateway's ledger, token metrics); off: not a byte parsed.
-        self.meter = self.steps.meter
+        elif config.oidc is not None:
+            from .gateway.oidc_config import NEEDS_GATEWAY
+
+            raise ConfigError(NEEDS_GATEWAY)
         self._mtimes = self._config_mtimes()
         self._discovered_at: dict[str, float] = {}
         #: Background discovery rounds completed (whatever they found), so that a test can wait for one.
@@ -103,12 +116,18 @@ class Runtime:
         self._models_problem: str | None = None
 
     @property
+    def meter(self) -> bool:
+        """Legs read each exchange's usage (the gateway's ledger, token metrics); off: not a byte parsed."""
+        return self.steps.meter or self.telemetry is not None
+
+    @property
     def registry(self) -> Registry:
         return self.router.registry
 
     async def start(self) -> None:
         if self.gateway is not None:
             await self.gateway.start()
+        await self.routing.start()
         self._tasks.append(asyncio.create_task(self._watch(), name="switchboard-config-watch"))
         if self.config.discovery.enabled:
             self._tasks.append(asyncio.create_task(self._discover_loop(), name="switchboard-discovery"))
@@ -122,6 +141,7 @@ class Runtime:
         if self.gateway is not None:
             # After the server let in-flight requests end: their records are in the ledger's queue.
             await self.gateway.stop()
+        await self.routing.stop()
         await self.client.close()
 
     def reload(self) -> None:
@@ -140,7 +160,7 @@ class Runtime:
 
     def problems(self) -> list[str]:
         """Config files that are broken right now, each with what is wrong (for ``/healthz``)."""
-        found = [self.credentials.auth_problem, self._models_problem]
+        found = [self.credentials.auth_problem, self._models_problem, self.routing.problem]
         if self.gateway is not None:
             found.extend(self.gateway.problems())
         return [p for p in found if p is not None]

@@ -30,7 +30,7 @@ from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.bedrock_upstream import FakeBedrock
 from tests.fakes.openai_upstream import FakeOpenAI
 
-_CLOUD_PREFIXES = ("AWS_", "GOOGLE_", "GCLOUD_", "AZURE_", "CLOUDFLARE_", "ANTHROPIC_", "SWITCHBOARD_")
+_CLOUD_PREFIXES = ("AWS_", "GOOGLE_", "GCLOUD_", "AZURE_", "CLOUDFLARE_", "ANTHROPIC_", "SWITCHBOARD_", "OTEL_")
 
 #: With no credentials, the vendors' chains probe instance-metadata services at 169.254.169.254. Tests send
 #: traffic to loopback only: these switch the probes off (google-auth reads its switches at import time,
