@@ -23,7 +23,7 @@
 #   GATEWAY [1]      1 also runs ours as a team gateway: a virtual key on every request and usage recorded, with
 #                    SQLite (gw-sqlite) and, when they answer on 127.0.0.1, PostgreSQL + Redis (gw-pg-redis),
 #                    each with its own memory phase; the -limits runs use a key with rpm, tpm, parallel and
-#                    a budget set (never reached). AB_ROUNDS [3]: the gateway and a plain ours (on TWIN_PORT,
+#                    a budget set (never reached). AB_ROUNDS [4]: the gateway and a plain ours (on TWIN_PORT,
 #                    OURS_PORT+7) are also run alternately, D s each, and the ratio of their summed rps is
 #                    the verdict (drift on a shared host cancels out); 0 compares the rows above instead.  PG_URL [postgresql://postgres@127.0.0.1:5432]
 #                    REDIS_URL [redis://127.0.0.1:6379/0]
@@ -49,7 +49,7 @@ OURS=${OURS:-1}; LITELLM=${LITELLM:-1}; FLOOR=${FLOOR:-1}; ANTHROPIC=${ANTHROPIC
 TRANSPORTS=${TRANSPORTS:-0}; SERVERS=${SERVERS:-0}; LATENCY=${LATENCY:-1}; GATEWAY=${GATEWAY:-1}
 METRICS=${METRICS:-0}; ROUTE=${ROUTE:-0}
 PG_URL=${PG_URL:-postgresql://postgres@127.0.0.1:5432}; REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
-AB_ROUNDS=${AB_ROUNDS:-3}; TWIN_PORT=${TWIN_PORT:-$(( ${OURS_PORT:-18090} + 7 ))}
+AB_ROUNDS=${AB_ROUNDS:-4}; TWIN_PORT=${TWIN_PORT:-$(( ${OURS_PORT:-18090} + 7 ))}
 #: The client key every request sends (a gateway run replaces it with the virtual key it created).
 BENCH_KEY=sk-bench-1234
 BENCH_MASTER=sk-sb-master-bench-0123456789abcdef
@@ -606,8 +606,14 @@ ab(){ # key gw-url plain-url model script [plain-model]: AB_ROUNDS alternating r
   # gateway/plain rps; plain-model (default: model) is what the plain runs ask for
   local i a b sa=0 sb=0
   for i in $(seq 1 "$AB_ROUNDS"); do
-    run_wrk "$work/ab-plain.out" "$C" "$D" "$3" "${6:-$4}" "$5"; settle "$twin_pid"
-    run_wrk "$work/ab-gw.out" "$C" "$D" "$2" "$4" "$5"; settle "$ours_pid"
+    # A B, then B A: a drift within a round (the host's clock, a neighbour) favours neither side.
+    if (( i % 2 )); then
+      run_wrk "$work/ab-plain.out" "$C" "$D" "$3" "${6:-$4}" "$5"; settle "$twin_pid"
+      run_wrk "$work/ab-gw.out" "$C" "$D" "$2" "$4" "$5"; settle "$ours_pid"
+    else
+      run_wrk "$work/ab-gw.out" "$C" "$D" "$2" "$4" "$5"; settle "$ours_pid"
+      run_wrk "$work/ab-plain.out" "$C" "$D" "$3" "${6:-$4}" "$5"; settle "$twin_pid"
+    fi
     a=$(parse_wrk "$work/ab-gw.out" | awk '{print $1}'); b=$(parse_wrk "$work/ab-plain.out" | awk '{print $1}')
     sa=$(awk -v x="$sa" -v y="$a" 'BEGIN {print x + y}'); sb=$(awk -v x="$sb" -v y="$b" 'BEGIN {print x + y}')
   done

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from providers.cloud import adapter_for
 from providers.errors import InvalidRequest, NotFound
@@ -46,10 +46,11 @@ class Target:
     model: Model | None
     api: str
     compat: Compat
+    #: ``provider/upstream-model``: read on every request (routing, headers, metrics), so made once.
+    public_id: str = field(init=False, compare=False)
 
-    @property
-    def public_id(self) -> str:
-        return f"{self.provider.id}/{self.upstream_model}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "public_id", f"{self.provider.id}/{self.upstream_model}")
 
 
 class Router:
@@ -63,6 +64,8 @@ class Router:
         self._aliases = dict(aliases)
         self._has_credentials = has_credentials
         self._cache: dict[str, Target] = {}
+        #: Counts rebuilds: what was resolved before another generation may resolve differently now.
+        self.generation = 0
 
     @property
     def registry(self) -> Registry:
@@ -72,6 +75,7 @@ class Router:
         if registry is not None:
             self._registry = registry
         self._cache.clear()
+        self.generation += 1
 
     @property
     def cache_size(self) -> int:

@@ -25,13 +25,14 @@ from .contract import Bus, Limiter, hash_key
 from .keycache import KeyCache
 from .ledger import Ledger
 from .limits import LocalLimiter
-from .oidc import OidcAuth
 from .service import KeyService
 from .steps import GatewaySteps
 from .store import SqlStore, database_url, redact_url
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+
+    from .oidc import OidcAuth
 
 __all__ = ["Gateway", "master_key_value"]
 
@@ -96,7 +97,11 @@ class Gateway:
         self.ledger = Ledger(self.store, interval=config.gateway.ledger_flush)
         self.service = KeyService(self.store, self.bus, self.limiter)
         #: CI jobs' OIDC ID tokens as keys (config.json's ``oidc``); None: not configured.
-        self.oidc = OidcAuth(config.oidc, self.store, self.limiter) if config.oidc is not None else None
+        self.oidc: OidcAuth | None = None
+        if config.oidc is not None:
+            from .oidc import OidcAuth  # PyJWT and cryptography (~9 MB) load only when an issuer is trusted
+
+            self.oidc = OidcAuth(config.oidc, self.store, self.limiter)
         self.steps = GatewaySteps(self)
         #: Settlements still running (a Redis round trip each); awaited on stop.
         self.tasks: set[asyncio.Task[None]] = set()

@@ -38,14 +38,12 @@ from .oidc_jwks import ALGORITHMS, IssuerKeys
 from .periods import iso, period_bounds
 from .store import StoreUnavailable
 
-__all__ = ["OidcAuth", "looks_like_jwt"]
+__all__ = ["OidcAuth"]
 
 log = logging.getLogger("switchboard")
 
 #: Verified tokens kept in memory (each until its exp).
 _TOKEN_CACHE = 10_000
-#: Longest token looked at (GitHub's are about 1 KB).
-_MAX_TOKEN = 16_384
 #: Seconds between two background refreshes of every issuer's keys (removed keys stop working).
 _REFRESH = 3600.0
 #: How long the start waits for the first keys before going on without them.
@@ -53,12 +51,6 @@ _WARM_TIMEOUT = 5.0
 #: The store's key_id column holds 64 characters; characters outside this set would break Redis hash tags.
 _MAX_ID = 64
 _SAFE_ID = re.compile(r"[A-Za-z0-9._~:/@+=-]+")
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
-
-
-def looks_like_jwt(token: str) -> bool:
-    """Three base64url parts, the first a JSON object (``eyJ`` is ``{"``): an ID token, not a virtual key."""
-    return token.startswith("eyJ") and len(token) <= _MAX_TOKEN and _JWT.fullmatch(token) is not None
 
 
 def _refused(message: str, code: str = "invalid_oidc_token", status: int = 401) -> GatewayError:

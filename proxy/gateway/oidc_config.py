@@ -51,6 +51,18 @@ from providers.errors import InvalidRequest
 from .contract import Period
 from .service import decode_spec
 
+#: Longest token looked at (GitHub's are about 1 KB).
+MAX_TOKEN = 16_384
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+
+
+def looks_like_jwt(token: str) -> bool:
+    """Three base64url parts, the first a JSON object (``eyJ`` is ``{"``): an ID token, not a virtual key.
+    Here, not in :mod:`proxy.gateway.oidc`: the gateway asks it without loading PyJWT (~9 MB) when no
+    issuer is configured."""
+    return token.startswith("eyJ") and len(token) <= MAX_TOKEN and _JWT.fullmatch(token) is not None
+
+
 __all__ = [
     "GITHUB_ISSUER",
     "NEEDS_GATEWAY",

@@ -32,7 +32,7 @@ from ..outcome import Attempt
 from ..pipeline import Admit, Caller, Outcome, Steps
 from ..router import Target
 from .contract import Admission, GatewayError, KeyRecord, UsageRecord, hash_key
-from .oidc import looks_like_jwt
+from .oidc_config import looks_like_jwt
 from .periods import iso
 
 if TYPE_CHECKING:

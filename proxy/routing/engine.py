@@ -70,6 +70,9 @@ class Routing:
 
             self._shared = SharedCooldowns(config.redis_url, self.health)
         self.health.known(t for r in config.routes.values() for t in r.targets)
+        #: (route name, kind, path) → its candidates, for the router generation they were resolved in: a
+        #: route's targets are resolved once, not on every request.
+        self._resolved: dict[tuple[str, str, str], tuple[int, list[tuple[str, Target]]]] = {}
 
     async def start(self) -> None:
         if self._shared is not None:
@@ -90,9 +93,15 @@ class Routing:
         self, requested: str, fallbacks: Sequence[str], kind: str, path: str
     ) -> list[tuple[str, Target]] | None:
         """The (name, target) pairs a request may reach; None: a plain model name without fallbacks."""
-        if not fallbacks and requested not in self.routes:
+        if fallbacks:
+            return candidates(self._router, self.routes, requested, fallbacks, kind, path)
+        if requested not in self.routes:
             return None
-        return candidates(self._router, self.routes, requested, fallbacks, kind, path)
+        key, generation = (requested, kind, path), self._router.generation
+        hit = self._resolved.get(key)
+        if hit is None or hit[0] != generation:
+            hit = self._resolved[key] = (generation, candidates(self._router, self.routes, requested, (), kind, path))
+        return hit[1]
 
     async def run(
         self,
@@ -167,7 +176,8 @@ class Routing:
         route = self.routes.get(requested)
         own = [t for name, t in cands if name == requested]
         targets = order(route, own, self.health, self._rng, input_tokens, max_output) if route is not None else own
-        targets += [t for name, t in cands if name != requested]
+        if len(own) < len(cands):
+            targets += [t for name, t in cands if name != requested]
         if watch:
             now = time.time()
             ready = [t for t in targets if not self.health.of(t.public_id).cooling(now)]
