@@ -30,6 +30,7 @@ from .metering import (
     estimate_input_tokens,
     estimate_output_tokens,
     has_usage,
+    last_usage,
     request_usage,
     take_usage,
     worst_case_output,
@@ -256,10 +257,15 @@ class _PassthroughLeg:
             nonlocal last, relayed
             out = splitter.feed(chunk)
             if out:
-                # One substring search per chunk; only an event holding usage is decoded.
-                first = out.find(b'"usage"')
-                if first >= 0:
-                    out, usage = take_usage(out, strip, first)
+                # One substring search per chunk, from the end (where a stream's usage is); only an event
+                # holding usage is decoded. Stripping the usage chunk the client did not ask for needs
+                # every usage event of the chunk: the forward search, once per stream.
+                at = out.rfind(b'"usage"')
+                if at >= 0:
+                    if strip:
+                        out, usage = take_usage(out, True)
+                    else:
+                        usage = last_usage(out, at)
                     if usage is not None:
                         self._usage = usage
                     if not out:

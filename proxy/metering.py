@@ -123,6 +123,26 @@ def _usage_at(events: bytes, start: int) -> int:
     return -1
 
 
+def last_usage(events: bytes, at: int) -> Usage | None:
+    """The usage of the last event of ``events`` that holds one, searching back from ``at`` (where the
+    caller's ``rfind`` saw the last ``"usage"``). A stream's usage is in its last chunk: searching back
+    from the end finds it at once, where a forward search wades through every JSON quote before it
+    (~5 us for a 12 kB read, measured). CR or CRLF framing (rare) takes :func:`take_usage`'s way."""
+    if b"\r" in events:
+        return take_usage(events, False)[1]
+    while at >= 0:
+        if _USAGE_OBJECT.match(events, at):
+            start = events.rfind(b"\n\n", 0, at)
+            end = events.find(b"\n\n", at)
+            chunk = _decode_chunk(events[0 if start < 0 else start + 2 : len(events) if end < 0 else end + 2])
+            raw = _raw_or_none(chunk.usage) if chunk is not None else None
+            usage = chat_usage(raw) if raw is not None else None
+            if usage is not None:
+                return usage
+        at = events.rfind(b'"usage"', 0, at)
+    return None
+
+
 def take_usage(events: bytes, strip: bool, first: int = 0) -> tuple[bytes, Usage | None]:
     """Complete SSE events (ending at a boundary) → the events to forward and the usage they carried.
 

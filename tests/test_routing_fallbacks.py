@@ -237,6 +237,14 @@ def test_the_ledger_records_the_route_and_each_attempt(gateway: Proxy, ups: list
     log = json.loads(record["attempt_log"])
     assert [(a["target"], a["status"]) for a in log] == [("p0/m", 529), ("p1/m", 200)]
     assert all(a["ms"] is not None and a["ms"] >= 0 for a in log)
+    # One attempt: the row itself says it all.
+    _sdk(gateway, key).chat.completions.create(model="r", messages=MESSAGES)
+    with httpx.Client(base_url=gateway.url + "/admin/v1", headers={"Authorization": f"Bearer {MASTER}"}) as http:
+        while len(records := http.get("/requests", params={"key": key_id}).json()["data"]) < 2:
+            assert time.monotonic() < deadline + 10, "no second ledger record"
+            time.sleep(0.05)
+    single = next(r for r in records if r["attempts"] == 1)
+    assert (single["status"], single["attempt_log"]) == (200, None)
 
 
 def test_a_budget_reservation_covers_the_dearest_fallback(

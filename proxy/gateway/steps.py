@@ -78,8 +78,10 @@ class _Ticket:
 
 
 def attempt_log(attempts: list[Attempt]) -> str | None:
-    """The ledger's ``attempt_log``: each upstream attempt's target, status, error and milliseconds (JSON)."""
-    if not attempts:
+    """The ledger's ``attempt_log``: each upstream attempt's target, status, error and milliseconds (JSON),
+    when there was more than one; a single attempt is the row itself (its provider, model, status and
+    latency), so most rows carry none and cost no encoding."""
+    if len(attempts) < 2:
         return None
     return msgspec.json.encode(
         [
