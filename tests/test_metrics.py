@@ -115,6 +115,16 @@ def test_counts_tokens_cost_and_durations_match_the_requests(plain: Proxy) -> No
     assert total(s, "switchboard_fallbacks_total") == 0
 
 
+def test_requests_past_a_recording_batch_are_all_counted(plain: Proxy) -> None:
+    # Metrics records ended requests in batches (and before a scrape): more than one batch, then a scrape.
+    client = plain.client()
+    for _ in range(300):
+        ask(client)
+    s = scrape(plain)
+    assert value(s, "switchboard_requests_total", surface=CHAT, provider="local", model="m", status="200") == 300
+    assert value(s, "switchboard_tokens_total", provider="local", model="m", type="input") == 300 * 12
+
+
 def test_upstream_errors_are_counted_with_their_status(plain: Proxy, fake_openai: FakeOpenAI) -> None:
     fake_openai.push(Action("error", status=500, body={"error": {"message": "boom", "type": "server_error"}}))
     with pytest.raises(openai.InternalServerError):

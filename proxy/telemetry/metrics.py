@@ -41,11 +41,15 @@ from prometheus_client.registry import Collector
 from .facts import Facts, target_labels
 
 if TYPE_CHECKING:
-    from ..outcome import Outcome
+    from ..outcome import Attempt, Outcome
     from ..router import Target
 
 __all__ = ["Metrics"]
 
+#: What :meth:`Metrics.ended` keeps of a request until it is recorded.
+_Ended = tuple[str, "Target | None", int, float, float, "float | None", "list[Attempt]", float, Facts]
+#: Requests recorded at once (a scrape records what is pending first, so it never reads stale figures).
+_BATCH = 128
 #: Whole requests and upstream attempts: milliseconds (a fake, a cache hit) to many minutes (long answers).
 _DURATION = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
 _TTFT = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
@@ -112,26 +116,64 @@ class Metrics:
         #: (surface, provider, model) → the duration and time-to-first-token figures (any status).
         self.timings: dict[tuple[str, str, str], tuple[Hist, Hist]] = {}
         self.overhead: dict[str, Hist] = {}
+        #: Requests ended and not yet recorded (see :meth:`ended`).
+        self._pending: list[_Ended] = []
 
     def started(self, surface: str) -> None:
         self.in_flight[surface] = self.in_flight.get(surface, 0) + 1
 
     def ended(self, outcome: Outcome, facts: Facts) -> None:
         self.in_flight[outcome.surface] -= 1
-        start = outcome.started
-        end = outcome.ended or start
-        final = outcome.target
-        key = (outcome.surface, *target_labels(final), outcome.status)
+        # Recorded in batches (and before every scrape): one pass over many requests keeps this code and its
+        # tables in the CPU's caches, where one request at a time between two others' work did not (measured:
+        # ~9 us a request in the server against ~3 us in a loop). Only what the figures need is kept, not the
+        # Outcome (its leg holds the request's body).
+        pending = self._pending
+        pending.append(
+            (
+                outcome.surface,
+                outcome.target,
+                outcome.status,
+                outcome.started,
+                outcome.ended or outcome.started,
+                outcome.first_byte if outcome.stream else None,
+                outcome.attempts,
+                outcome.waited,
+                facts,
+            )
+        )
+        if len(pending) >= _BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Record the requests ended since the last flush."""
+        pending, self._pending = self._pending, []
+        for item in pending:
+            self._record(*item)
+
+    def _record(
+        self,
+        surface: str,
+        final: Target | None,
+        status: int,
+        start: float,
+        end: float,
+        first_byte: float | None,
+        attempts: list[Attempt],
+        waited: float,
+        facts: Facts,
+    ) -> None:
+        key = (surface, *target_labels(final), status)
         series = self.requests.get(key)
         if series is None:
             series = self.requests[key] = self._request(key)
         series.count += 1
         _observe(series.duration, _DURATION, end - start)
-        if outcome.stream and outcome.first_byte is not None:
-            _observe(series.ttft, _TTFT, outcome.first_byte - start)
+        if first_byte is not None:
+            _observe(series.ttft, _TTFT, first_byte - start)
         upstream = 0.0
         previous: Target | None = None
-        for attempt in outcome.attempts:
+        for attempt in attempts:
             took = (attempt.ended or end) - attempt.started
             upstream += took
             tried = attempt.target
@@ -144,7 +186,7 @@ class Metrics:
                 else:
                     self.target(target_labels(previous)).fallbacks += 1
             previous = tried
-        _observe(series.overhead, _OVERHEAD, max(0.0, end - start - upstream - outcome.waited))
+        _observe(series.overhead, _OVERHEAD, max(0.0, end - start - upstream - waited))
         usage = facts.usage
         if usage is not None:
             tokens = series.target.tokens
@@ -180,6 +222,7 @@ class _Collector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         m = self._m
+        m.flush()
         requests = CounterMetricFamily(
             "switchboard_requests", "Requests answered.", labels=["surface", "provider", "model", "status"]
         )
