@@ -45,33 +45,49 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     )
 
 
-@contextmanager
-def serving(tmp_path: Path, env: dict[str, str]) -> Iterator[Served]:
+def start_served(
+    tmp_path: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (), stdin: str | None = None
+) -> Served:
+    """``switchboard serve`` on a free port, its output in a log file, once ``/healthz`` answers (polled with a
+    deadline). ``env`` None: the test's own; ``stdin``: written to the process and closed."""
     port = free_port()
     log = tmp_path / f"serve-{port}.log"
     with log.open("w") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "serve", "--port", str(port)],
+            [sys.executable, "-m", "proxy", "serve", "--port", str(port), *args],
             cwd=ROOT,
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,
             text=True,
         )
+    if stdin is not None:
+        assert proc.stdin is not None
+        proc.stdin.write(stdin)
+        proc.stdin.close()
     served = Served(proc, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(served.output)
+        try:
+            if httpx.get(served.url + "/healthz").status_code == 200:
+                return served
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            proc.terminate()
+            proc.wait(DEADLINE)
+            raise AssertionError(served.output)
+        time.sleep(0.02)
+
+
+@contextmanager
+def serving(tmp_path: Path, env: dict[str, str]) -> Iterator[Served]:
+    served = start_served(tmp_path, env)
     try:
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            assert proc.poll() is None, served.output
-            try:
-                if httpx.get(served.url + "/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, served.output
-            time.sleep(0.02)
         yield served
     finally:
-        proc.terminate()
-        proc.wait(DEADLINE)
+        served.proc.terminate()
+        served.proc.wait(DEADLINE)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,22 +11,9 @@ import pytest
 from proxy.cli import main
 from tests.conftest import models_json, write_json
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.fakes.server import free_port
+from tests.serve_process import DEADLINE, Served, start_served
 
-ROOT = Path(__file__).resolve().parents[1]
 KEY = "gsk-edge-cli-secret-51f0c2"
-DEADLINE = 30.0
-
-
-class Served:
-    def __init__(self, proc: subprocess.Popen[str], url: str, log: Path) -> None:
-        self.proc = proc
-        self.url = url
-        self.log = log
-
-    @property
-    def stderr(self) -> str:
-        return self.log.read_text()
 
 
 @pytest.fixture
@@ -39,33 +23,10 @@ def serve(isolated_env: Path, tmp_path: Path, fake_openai: FakeOpenAI) -> Iterat
     started: list[Served] = []
 
     def start(*args: str, stdin: str | None = None) -> Served:
-        port = free_port()
-        log = tmp_path / f"serve-{port}.log"
-        with log.open("w") as sink:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "proxy", "serve", "--port", str(port), *args],
-                cwd=ROOT,
-                stdin=subprocess.PIPE,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        assert proc.stdin is not None
-        if stdin is not None:
-            proc.stdin.write(stdin)
-        proc.stdin.close()
-        served = Served(proc, f"http://127.0.0.1:{port}", log)
+        # An empty stdin when none is given: the server must not wait for a key on it.
+        served = start_served(tmp_path, None, args, stdin if stdin is not None else "")
         started.append(served)
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            assert proc.poll() is None, served.stderr
-            try:
-                if httpx.get(served.url + "/healthz").status_code == 200:
-                    return served
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, served.stderr
-            time.sleep(0.02)
+        return served
 
     yield start
     for served in started:
@@ -98,7 +59,7 @@ def test_api_key_from_stdin(serve, fake_openai: FakeOpenAI) -> None:
 
 def test_insecure_no_auth_warns_that_anyone_can_spend_credits(serve) -> None:
     served = serve("--insecure-no-auth")
-    assert "WARNING" in served.stderr and "anyone who can reach" in served.stderr
+    assert "WARNING" in served.output and "anyone who can reach" in served.output
 
 
 def test_api_key_file_readable_by_others_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -152,3 +152,20 @@ def test_a_plain_model_name_is_not_routed(
     assert err.value.response.headers["x-switchboard-target"] == "p0/m"
     assert err.value.response.headers["x-switchboard-attempts"] == "1"
     assert len(b.requests) == 0
+
+
+def test_a_route_follows_a_models_json_change(
+    isolated_env: Path, start_proxy: Callable[..., Proxy], ups: list[TimedOpenAI]
+) -> None:
+    # A route's targets are resolved once per router generation: a reloaded models.json (p0 moved to
+    # another server) must reach the route too, not only plain model names.
+    client = _start(start_proxy, isolated_env, ups, {"targets": ["p0/m"]})
+    assert _ask(client) == ("p0/m", "1")
+    assert len(ups[0].requests) == 1
+    providers(isolated_env, {"p0": ups[2], "p1": ups[1]})
+
+    def moved() -> bool:
+        _ask(client)
+        return len(ups[2].requests) > 0
+
+    poll(moved, "the route to reach p0's new baseUrl after the reload", seconds=15)

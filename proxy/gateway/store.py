@@ -370,18 +370,11 @@ def _insert_usage_sql(paramstyle: str, rows: int) -> str:
     return f"INSERT INTO usage ({', '.join(fields)}) VALUES {values}"  # noqa: S608 - fixed names, no client text
 
 
-class DailyUsageRow(msgspec.Struct, kw_only=True):
-    """One (UTC day, model or provider) cell of :func:`daily_usage`, for the dashboard's stacked charts."""
+class DailyUsageRow(UsageRow, kw_only=True):
+    """One (UTC day, model or provider) cell of :func:`daily_usage`, for the dashboard's stacked charts: a
+    :class:`UsageRow` and its day."""
 
     day: str
-    group: str
-    requests: int
-    input_tokens: int
-    output_tokens: int
-    cached_tokens: int
-    cache_write_tokens: int
-    reasoning_tokens: int
-    cost: float
 
 
 async def daily_usage(store: SqlStore, by: GroupBy, since: float, key_id: str | None = None) -> list[DailyUsageRow]:
