@@ -30,17 +30,19 @@ _PER_MILLION = 1e-6
 
 def cost_of(cost: Cost, usage: Usage) -> float:
     """The exchange's cost in US dollars (0.0 for a model without prices, such as a local one)."""
-    prices = prices_for(cost, usage.input_tokens)
-    cache_read = max(usage.cache_read_tokens, 0)
-    cache_write = max(usage.cache_write_tokens, 0)
+    # On every request the gateway or metrics meter: conditionals rather than max() calls (a third of the time).
+    prices = prices_for(cost, usage.input_tokens) if cost.tiers else cost
+    cache_read = usage.cache_read_tokens if usage.cache_read_tokens > 0 else 0
+    cache_write = usage.cache_write_tokens if usage.cache_write_tokens > 0 else 0
     # A provider may report cache counts beyond its prompt count; never bill negative fresh input.
-    uncached = max(usage.input_tokens - cache_read - cache_write, 0)
-    total = (
-        uncached * prices.input
-        + cache_read * (prices.cache_read or prices.input)
-        + cache_write * (prices.cache_write or prices.input)
-        + max(usage.output_tokens, 0) * prices.output
-    )
+    uncached = usage.input_tokens - cache_read - cache_write
+    output = usage.output_tokens
+    input_price = prices.input
+    total = (uncached if uncached > 0 else 0) * input_price + (output if output > 0 else 0) * prices.output
+    if cache_read:
+        total += cache_read * (prices.cache_read or input_price)
+    if cache_write:
+        total += cache_write * (prices.cache_write or input_price)
     return total * _PER_MILLION
 
 

@@ -189,20 +189,24 @@ def chat_usage(raw: bytes | msgspec.Raw) -> Usage | None:
         u = _USAGE.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
+    # Read on every metered request: absent and zero fields (most of them) cost a test, not a call.
     pd, cd = u.prompt_tokens_details, u.completion_tokens_details
-    prompt = _n(u.prompt_tokens)
-    if u.prompt_tokens is None:
+    if u.prompt_tokens is not None:
+        prompt = _n(u.prompt_tokens)
+    else:
         prompt = _n(u.prompt_cache_hit_tokens) + _n(u.prompt_cache_miss_tokens)
     completion = _n(u.completion_tokens)
     total = _n(u.total_tokens)
-    reasoning = _n(cd.reasoning_tokens) if cd else 0
+    reasoning = _n(cd.reasoning_tokens) if cd is not None and cd.reasoning_tokens else 0
     cache_read = (
-        (_n(pd.cached_tokens) if pd else 0)
-        or _n(u.prompt_cache_hit_tokens)
-        or _n(u.cache_read_input_tokens)
-        or _n(u.cached_tokens)
+        (_n(pd.cached_tokens) if pd is not None and pd.cached_tokens else 0)
+        or (_n(u.prompt_cache_hit_tokens) if u.prompt_cache_hit_tokens else 0)
+        or (_n(u.cache_read_input_tokens) if u.cache_read_input_tokens else 0)
+        or (_n(u.cached_tokens) if u.cached_tokens else 0)
     )
-    cache_write = (_n(pd.cache_write_tokens) if pd else 0) or _n(u.cache_creation_input_tokens)
+    cache_write = (_n(pd.cache_write_tokens) if pd is not None and pd.cache_write_tokens else 0) or (
+        _n(u.cache_creation_input_tokens) if u.cache_creation_input_tokens else 0
+    )
     cache = cache_read + cache_write
     output = completion
     if reasoning and (

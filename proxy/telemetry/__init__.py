@@ -3,7 +3,7 @@
 ::
 
     Pipeline.handle ── observer.started(outcome, scope) ─▶ Telemetry (observer.py)
-                    └─ observer.ended(outcome) ──────────▶   │  Facts: usage and cost, once (facts.py)
+                    └─ observer.ended(outcome) ──────────▶   │  usage and cost, one rule (facts.py)
                                                              ├── Metrics    Prometheus: metrics.py; GET /metrics,
                                                              │              cooldowns, per-key gauges: scrape.py
                                                              ├── Tracing    OpenTelemetry spans (tracing.py);

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from ..pipeline import Caller
     from ..router import Target
 
-__all__ = ["OTHER_MODEL", "Facts", "key_id_of", "operation_of", "target_labels"]
+__all__ = ["OTHER_MODEL", "Facts", "cost_for", "key_id_of", "operation_of", "target_labels", "usage_of"]
 
 #: The model label of a Target the catalog and models.json do not list (its name came from a client).
 OTHER_MODEL = "other"
@@ -51,14 +51,23 @@ def key_id_of(caller: Caller | None) -> str | None:
     return None
 
 
+def usage_of(outcome: Outcome) -> Usage | None:
+    """A finished request's usage: the last Target's, as its leg read it (None: nothing was answered)."""
+    leg = outcome.leg
+    return leg.usage() if leg is not None else None
+
+
+def cost_for(target: Target | None, usage: Usage | None) -> float:
+    """``usage`` priced with ``target``'s model (0.0 without usage, or for a model the catalog does not list)."""
+    model = target.model if target is not None else None
+    return cost_of(model.cost, usage) if usage is not None and model is not None else 0.0
+
+
 class Facts:
-    """A finished request's usage (the last Target's, as the leg read it) and its cost in US dollars."""
+    """A finished request's usage (:func:`usage_of`) and its cost in US dollars (:func:`cost_for`)."""
 
     __slots__ = ("cost", "usage")
 
-    def __init__(self, outcome: Outcome) -> None:
-        leg = outcome.leg
-        usage = leg.usage() if leg is not None else None
-        self.usage: Usage | None = usage
-        model = outcome.target.model if outcome.target is not None else None
-        self.cost = cost_of(model.cost, usage) if usage is not None and model is not None else 0.0
+    def __init__(self, target: Target | None, usage: Usage | None) -> None:
+        self.usage = usage
+        self.cost = cost_for(target, usage)

@@ -38,16 +38,18 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .facts import Facts, target_labels
+from .facts import cost_for, target_labels
 
 if TYPE_CHECKING:
+    from providers.canonical import Usage
+
     from ..outcome import Attempt, Outcome
     from ..router import Target
 
 __all__ = ["Metrics"]
 
 #: What :meth:`Metrics.ended` keeps of a request until it is recorded.
-_Ended = tuple[str, "Target | None", int, float, float, "float | None", "list[Attempt]", float, Facts]
+_Ended = tuple[str, "Target | None", int, float, float, "float | None", "list[Attempt]", float, "Usage | None"]
 #: Requests recorded at once (a scrape records what is pending first, so it never reads stale figures).
 _BATCH = 128
 #: Whole requests and upstream attempts: milliseconds (a fake, a cache hit) to many minutes (long answers).
@@ -122,7 +124,7 @@ class Metrics:
     def started(self, surface: str) -> None:
         self.in_flight[surface] = self.in_flight.get(surface, 0) + 1
 
-    def ended(self, outcome: Outcome, facts: Facts) -> None:
+    def ended(self, outcome: Outcome, usage: Usage | None) -> None:
         self.in_flight[outcome.surface] -= 1
         # Recorded in batches (and before every scrape): one pass over many requests keeps this code and its
         # tables in the CPU's caches, where one request at a time between two others' work did not (measured:
@@ -139,7 +141,7 @@ class Metrics:
                 outcome.first_byte if outcome.stream else None,
                 outcome.attempts,
                 outcome.waited,
-                facts,
+                usage,
             )
         )
         if len(pending) >= _BATCH:
@@ -161,7 +163,7 @@ class Metrics:
         first_byte: float | None,
         attempts: list[Attempt],
         waited: float,
-        facts: Facts,
+        usage: Usage | None,
     ) -> None:
         key = (surface, *target_labels(final), status)
         series = self.requests.get(key)
@@ -187,7 +189,6 @@ class Metrics:
                     self.target(target_labels(previous)).fallbacks += 1
             previous = tried
         _observe(series.overhead, _OVERHEAD, max(0.0, end - start - upstream - waited))
-        usage = facts.usage
         if usage is not None:
             tokens = series.target.tokens
             tokens[0] += usage.input_tokens
@@ -195,7 +196,7 @@ class Metrics:
             tokens[2] += usage.cache_write_tokens
             tokens[3] += usage.output_tokens
             tokens[4] += usage.reasoning_tokens
-            series.target.cost += facts.cost
+            series.target.cost += cost_for(final, usage)
 
     def target(self, labels: tuple[str, str]) -> _Target:
         found = self.targets.get(labels)

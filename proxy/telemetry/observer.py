@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from providers.errors import ConfigError
 from providers.keyvalue import resolve_key_value
 
-from .facts import Facts
+from .facts import Facts, usage_of
 
 if TYPE_CHECKING:
     from ..asgi import Scope
@@ -69,13 +69,15 @@ class Telemetry:
 
     def ended(self, outcome: Outcome) -> None:
         try:
-            facts = Facts(outcome)
+            usage = usage_of(outcome)
             if self.metrics is not None:
-                self.metrics.ended(outcome, facts)
-            if self.tracing is not None:
-                self.tracing.ended(outcome, facts)
-            if self.access_log is not None:
-                self.access_log.ended(outcome, facts)
+                self.metrics.ended(outcome, usage)  # prices it later, in a batch
+            if self.tracing is not None or self.access_log is not None:
+                facts = Facts(outcome.target, usage)
+                if self.tracing is not None:
+                    self.tracing.ended(outcome, facts)
+                if self.access_log is not None:
+                    self.access_log.ended(outcome, facts)
         except Exception:
             self._log_failure()
 
