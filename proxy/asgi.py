@@ -134,7 +134,11 @@ class DisconnectWatch:
                 return
 
     def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-        if self._unregister is not None:
-            self._unregister()
+        # Dropped, not only called: the withdrawal holds this watch's bound method, a reference cycle that
+        # (with the request's task, which the watch holds) only the cyclic collector would free.
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+        unregister, self._unregister = self._unregister, None
+        if unregister is not None:
+            unregister()

@@ -24,6 +24,31 @@ def test_what_start_up_built_is_frozen_out_of_the_collector(start_proxy: Any) ->
     assert proxy.http().get("/healthz").json()["status"] == "ok"
 
 
+def test_served_requests_leave_no_reference_cycles(claude: Any) -> None:
+    """A request's objects are freed by reference counting when it ends. A cycle through the request's task
+    (the disconnect watch once held its own withdrawal) leaves each request's task, coroutine and context
+    to the cyclic collector: a young-generation collection every few requests, and a slower server."""
+    _, client = claude
+    client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "warm up"}])
+    gc.collect()
+    gc.disable()
+    try:
+        for i in range(20):
+            messages = [{"role": "user", "content": f"hi {i}"}]
+            if i % 2:
+                assert client.chat.completions.create(model=MODEL, messages=messages).choices
+            else:
+                assert list(client.chat.completions.create(model=MODEL, messages=messages, stream=True))
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = [o for o in gc.garbage if type(o).__name__ in ("Task", "DisconnectWatch", "Outcome", "Reply")]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []
+
+
 @pytest.fixture
 def claude(isolated_env: Path, start_proxy: Any) -> Any:
     fake = FakeAnthropic().start()
