@@ -255,7 +255,10 @@ class AiohttpClient:
     def __init__(self, timeouts: Timeouts) -> None:
         self.timeouts = timeouts
         self._proxy = _ProxyTable()
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.read)
+        # No sock_read: the pipeline bounds every exchange itself (a Deadline until the head, or the whole
+        # of a plain answer; then a clock between complete stream events), which a byte gap can only
+        # trip later. aiohttp would re-arm a timer on every read for it.
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:

@@ -21,6 +21,8 @@ def test_what_start_up_built_is_frozen_out_of_the_collector(start_proxy: Any) ->
     registry = proxy.app.state.runtime.registry
     assert gc.get_freeze_count() > 0
     assert not any(obj is registry for obj in gc.get_objects())
+    # Requests leave no cycles (below): the young generation holds those in flight, not one every ~9.
+    assert gc.get_threshold()[0] >= 5_000
     assert proxy.http().get("/healthz").json()["status"] == "ok"
 
 
