@@ -48,6 +48,8 @@ _encode = msgspec.json.encode
 _CONTENT_OPEN = b'"choices":[{"index":0,"delta":{"content":'
 _CONTENT_CLOSE = b'},"logprobs":null,"finish_reason":null}]}\n\n'
 #: The first content delta chunk's (it carries the role).
+_RUN_CLOSE = b'"' + _CONTENT_CLOSE
+_HEAD = b'data: {"id":"%s","object":"chat.completion.chunk","created":%d,"model":%s,'
 _FIRST_CONTENT_OPEN = b'"choices":[{"index":0,"delta":{"role":"assistant","content":'
 #: The finish chunk's bytes around the JSON string of its reason.
 _FINISH_OPEN = b'"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":'
@@ -129,6 +131,23 @@ def _usage(u: Usage) -> dict[str, Any]:
 class ChunkEncoder(SplicingEncoder):
     """Turns canonical events (and spliced text runs) into SSE bytes, one instance per response."""
 
+    __slots__ = (
+        "_content_open",
+        "_created",
+        "_done",
+        "_finish",
+        "_has_calls",
+        "_head",
+        "_id",
+        "_include_usage",
+        "_model",
+        "_run_open",
+        "_run_sep",
+        "_started",
+        "_thinking",
+        "_usage",
+    )
+
     def __init__(self, model: str, include_usage: bool) -> None:
         self._id = new_completion_id()
         self._created = int(time.time())
@@ -138,18 +157,16 @@ class ChunkEncoder(SplicingEncoder):
         self._finish: FinishReason | None = None
         self._usage: Usage | None = None
         self._has_calls = False
-        self._thinking = Thinking()
+        #: The reasoning block being streamed (made when one starts: most answers have none).
+        self._thinking: Thinking | None = None
         self._done = False
-        # Every chunk starts with the same id/object/created/model: encoded once, not per delta.
-        head = msgspec.json.encode(
-            {"id": self._id, "object": "chat.completion.chunk", "created": self._created, "model": model}
-        )
-        self._head = b"data: " + head[:-1] + b","
+        # Every chunk starts with the same id/object/created/model: encoded once, not per delta (the id is
+        # hex digits, the time a number; only the model needs JSON's escaping).
+        self._head = _HEAD % (self._id.encode(), self._created, msgspec.json.encode(model))
         self._content_open = self._head + _CONTENT_OPEN
         # A text run is one join: the texts with the end of one chunk and the start of the next between.
         self._run_open = self._content_open + b'"'
-        self._run_sep = b'"' + _CONTENT_CLOSE + self._run_open
-        self._run_close = b'"' + _CONTENT_CLOSE
+        self._run_sep = _RUN_CLOSE + self._run_open
 
     def encode(self, events: Sequence[Event | TextRun]) -> bytes:
         """All of one upstream read's events as one piece of bytes (one send for the whole batch).
@@ -168,7 +185,7 @@ class ChunkEncoder(SplicingEncoder):
                     texts = texts[1:]
                     if not texts:
                         continue
-                out += (self._run_open, self._run_sep.join(texts), self._run_close)
+                out += (self._run_open, self._run_sep.join(texts), _RUN_CLOSE)
                 continue
             if type(ev) is TextDelta:
                 # The bulk of a stream: a content delta, framed without building its dict (and without
@@ -241,6 +258,8 @@ class ChunkEncoder(SplicingEncoder):
 
     def _thinking_delta(self, ev: ThinkingDelta) -> dict[str, Any] | None:
         t = self._thinking
+        if t is None:
+            t = self._thinking = Thinking()
         t.text += ev.text
         t.source = ev.source or t.source
         t.item_id = ev.item_id or t.item_id
@@ -249,7 +268,7 @@ class ChunkEncoder(SplicingEncoder):
             t.signature = ev.signature or t.signature
             t.redacted = ev.redacted or t.redacted
             delta["thinking_blocks"] = [_thinking_block(t)]
-            self._thinking = Thinking()  # the block is complete; a later one starts fresh
+            self._thinking = None  # the block is complete; a later one starts fresh
         return delta or None
 
     def _chunk(self, delta: dict[str, Any]) -> bytes:
