@@ -32,6 +32,10 @@
 #   ROUTE [0]        1 also runs ours with a route of one healthy target (config.json "routes") and compares
 #                    asking for the route with asking for its target directly, interleaved (AB_ROUNDS); target
 #                    >= 95%
+#   FLOOR_AB [0]     1 also runs ours (default config) and the Python floor alternately, AB_ROUNDS rounds of D s
+#                    each, for ours, ours-stream and (ANTHROPIC=1) the translated rows: their share of the
+#                    floor from summed rps, drift on a shared host cancelling out; target >= 50% for the
+#                    translated stream
 #   LATENCY [1]      0 skips the one-connection latency runs
 #   MEM [1]          0 skips the memory phase;  MEM_N [100000] requests in it (two halves)
 #   MEM_TIMEOUT [150] seconds allowed per half;  GROWTH_TOL_MB [2] allowed RSS growth between halves
@@ -47,7 +51,7 @@ repo=$(cd "$here/.." && pwd)
 D=${D:-5}; C=${C:-32}
 OURS=${OURS:-1}; LITELLM=${LITELLM:-1}; FLOOR=${FLOOR:-1}; ANTHROPIC=${ANTHROPIC:-0}; SURFACES=${SURFACES:-1}
 TRANSPORTS=${TRANSPORTS:-0}; SERVERS=${SERVERS:-0}; LATENCY=${LATENCY:-1}; GATEWAY=${GATEWAY:-1}
-METRICS=${METRICS:-0}; ROUTE=${ROUTE:-0}
+METRICS=${METRICS:-0}; ROUTE=${ROUTE:-0}; FLOOR_AB=${FLOOR_AB:-0}
 PG_URL=${PG_URL:-postgresql://postgres@127.0.0.1:5432}; REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 AB_ROUNDS=${AB_ROUNDS:-4}; TWIN_PORT=${TWIN_PORT:-$(( ${OURS_PORT:-18090} + 7 ))}
 #: The client key every request sends (a gateway run replaces it with the virtual key it created).
@@ -366,12 +370,16 @@ latency nginx-proxy-stream "$X/s/v1/chat/completions" gpt-bench post-stream.lua
 # ---------------------------------------------------------------- the Python floor
 floor_py=""
 [ -n "$ours_bin" ] && floor_py="$(cd "$(dirname "$ours_bin")" && pwd)/python"
-if on "$FLOOR" && [ -n "$floor_py" ] && [ -x "$floor_py" ]; then
+F="http://127.0.0.1:$FLOOR_PORT"
+start_floor(){ # -> fl_pid; 1 if it did not start
   (cd "$here" && UPSTREAM="$U" exec setsid "$floor_py" -m uvicorn --no-access-log --log-level warning \
      --loop uvloop --http httptools floor_app:app --host 127.0.0.1 --port "$FLOOR_PORT") >"$work/floor.log" 2>&1 &
-  fl_pid=$!; pids+=("$fl_pid"); server_pid=$fl_pid; server_log="$work/floor.log"
-  if wait_ready "http://127.0.0.1:$FLOOR_PORT/v1/models" "$fl_pid" 30; then
-    F="http://127.0.0.1:$FLOOR_PORT"
+  fl_pid=$!; pids+=("$fl_pid")
+  wait_ready "$F/v1/models" "$fl_pid" 30
+}
+if on "$FLOOR" && [ -n "$floor_py" ] && [ -x "$floor_py" ]; then
+  start_floor; ok=$?; server_pid=$fl_pid; server_log="$work/floor.log"
+  if [ "$ok" = 0 ]; then
     bench python-floor        "$F/v1/chat/completions"   gpt-bench post.lua
     bench python-floor-stream "$F/s/v1/chat/completions" gpt-bench post-stream.lua
     latency python-floor        "$F/v1/chat/completions"   gpt-bench post.lua
@@ -541,11 +549,46 @@ memory_phase(){ # pid
   fi
 }
 
+declare -A FLOOR_AB_R; floor_ab_rows=()
+floor_ab(){ # row ours-url ours-model script floor-row floor-url: AB_ROUNDS alternating runs of ours and the
+  # floor (D s each, A B then B A) -> FLOOR_AB_R[row] = ours/floor rps summed over the rounds
+  local row=$1 url=$2 model=$3 script=$4 frow=$5 furl=$6 i a b sa=0 sb=0
+  for i in $(seq 1 "$AB_ROUNDS"); do
+    if (( i % 2 )); then
+      run_wrk "$work/fab-floor.out" "$C" "$D" "$furl" gpt-bench "$script"; settle "$fl_pid"
+      run_wrk "$work/fab-ours.out" "$C" "$D" "$url" "$model" "$script"; settle "$ours_pid"
+    else
+      run_wrk "$work/fab-ours.out" "$C" "$D" "$url" "$model" "$script"; settle "$ours_pid"
+      run_wrk "$work/fab-floor.out" "$C" "$D" "$furl" gpt-bench "$script"; settle "$fl_pid"
+    fi
+    a=$(parse_wrk "$work/fab-ours.out" | awk '{print $1}'); b=$(parse_wrk "$work/fab-floor.out" | awk '{print $1}')
+    sa=$(awk -v x="$sa" -v y="$a" 'BEGIN {print x + y}'); sb=$(awk -v x="$sb" -v y="$b" 'BEGIN {print x + y}')
+  done
+  FLOOR_AB_R[$row]=$(awk -v a="$sa" -v b="$sb" 'BEGIN {printf "%.3f", (b > 0) ? a / b : 0}')
+  floor_ab_rows+=("$row:$frow")
+  say "interleaved $row of $frow: ${FLOOR_AB_R[$row]} over $AB_ROUNDS rounds ($(printf '%.0f' "$sa") against $(printf '%.0f' "$sb") rps summed)"
+}
+
 ours_failed=0
 on "$OURS" && [ -z "$ours_bin" ] && ours_failed=1
 if [ -n "$ours_bin" ]; then
   if start_ours default; then
     ours_targets ""
+    if on "$FLOOR_AB" && [ "$AB_ROUNDS" -gt 0 ] && [ -n "$floor_py" ]; then
+      if start_floor; then
+        O="http://127.0.0.1:$OURS_PORT/v1/chat/completions"
+        floor_ab ours "$O" bench/gpt-bench post.lua python-floor "$F/v1/chat/completions"
+        floor_ab ours-stream "$O" bench-stream/gpt-bench post-stream.lua python-floor-stream "$F/s/v1/chat/completions"
+        if on "$ANTHROPIC"; then
+          floor_ab ours-ant "$O" bench-ant/claude-bench post.lua python-floor "$F/v1/chat/completions"
+          floor_ab ours-ant-stream "$O" bench-ant-stream/claude-bench post-stream.lua python-floor-stream \
+            "$F/s/v1/chat/completions"
+        fi
+        stop_group "$fl_pid"; forget "$fl_pid"
+      else
+        say "FLOOR_AB: the Python floor did not start: $(tail -3 "$work/floor.log" | tr '\n' ' ')"
+      fi
+    fi
     if on "$MEM" && [ "${CHECKED[ours]:-}" = ok ]; then memory_phase "$ours_pid"
     elif on "$MEM"; then mem_verdict="not run (ours failed its check)"; fi
     stop_group "$ours_pid"; forget "$ours_pid"
@@ -745,6 +788,15 @@ else
   echo "n/a (needs both LiteLLM and ours)"
 fi
 
+for pair in "${floor_ab_rows[@]+"${floor_ab_rows[@]}"}"; do
+  r=${pair%%:*}; f=${pair#*:}
+  if [ "$r" = ours-ant-stream ]; then
+    verdicts+=("$r of $f (interleaved): $(awk -v x="${FLOOR_AB_R[$r]}" 'BEGIN {
+      printf "%s (%.0f%%, target >= 50%%)", (x >= 0.5) ? "PASS" : "FAIL", 100 * x }')")
+  else
+    verdicts+=("$r of $f (interleaved): $(awk -v x="${FLOOR_AB_R[$r]}" 'BEGIN {printf "%.0f%%", 100 * x}')")
+  fi
+done
 for v in "${gw_mem[@]+"${gw_mem[@]}"}"; do verdicts+=("$v"); done
 for g in "${metrics_labels[@]+"${metrics_labels[@]}"}"; do
   verdicts+=("$g of plain (interleaved): $(awk -v r="${AB[$g]:-0}" 'BEGIN {
