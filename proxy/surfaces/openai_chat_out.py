@@ -12,9 +12,10 @@ call as ``thought_signature``.
 
 from __future__ import annotations
 
+import itertools
+import secrets
 import time
 from collections.abc import Sequence
-from random import getrandbits
 from typing import Any
 
 import msgspec
@@ -57,9 +58,14 @@ _FINISH_CLOSE = b"}]}\n\n"
 
 
 def new_completion_id() -> str:
-    # 24 random hex digits, the length OpenAI's ids have. An id need only be unique, not secret: the
-    # process's PRNG costs no system call per response (os.urandom does, which is slow under load).
-    return f"chatcmpl-{getrandbits(96):024x}"
+    # 24 hex digits, the length OpenAI's ids have: this process's random prefix and a counter. An id need
+    # only be unique, not secret; a random draw per response touched the generator's 2.5 kB state on
+    # every request (~1 us in the server).
+    return f"chatcmpl-{_PROCESS}{next(_COMPLETION_IDS):012x}"
+
+
+_PROCESS = secrets.token_hex(6)
+_COMPLETION_IDS = itertools.count(1)
 
 
 def encode_response(resp: Response, model: str) -> dict[str, Any]:
