@@ -30,7 +30,7 @@ import logging
 import os
 import urllib.request
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -77,15 +77,24 @@ class Timeouts:
 
 
 class UpstreamResponse(Protocol):
-    """An answer whose headers arrived. An implementation may also have ``ended() -> bool``: True once the
-    whole body arrived and ``chunks`` has yielded all of it, answered without suspending (a stream's relay
-    then sends the last chunk together with the stream's end)."""
+    """An answer whose headers arrived."""
 
     status: int
     headers: Mapping[str, str]
 
     async def read(self) -> bytes: ...
-    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def read_chunk(self) -> bytes:
+        """The body's next bytes as they arrive; b"" once all of it was read. (An await per read, not an
+        async iterator: a stream's relay calls it on every request, and a generator costs a frame more.)"""
+        ...
+
+    def ended(self) -> bool:
+        """True once the whole body arrived and :meth:`read_chunk` returned all of it, known without
+        suspending (a stream's relay then sends the last chunk together with the stream's end); False when
+        the client cannot tell."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -158,10 +167,9 @@ class _AiohttpResponse:
         except aiohttp.ClientError as exc:
             raise broken_off(self._url, exc, self._provider) from exc
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def read_chunk(self) -> bytes:
         try:
-            async for chunk in self._resp.content.iter_any():
-                yield chunk
+            return await self._resp.content.readany()
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise timeout_error(self._url, self._t, self._provider) from exc
         except aiohttp.ClientError as exc:

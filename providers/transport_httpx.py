@@ -13,10 +13,11 @@ __all__ = ["HttpxClient"]
 
 
 class _HttpxResponse:
-    __slots__ = ("_provider", "_resp", "_t", "_url", "headers", "status")
+    __slots__ = ("_chunks", "_provider", "_resp", "_t", "_url", "headers", "status")
 
     def __init__(self, resp: httpx.Response, url: str, t: Timeouts, provider: str) -> None:
         self._resp = resp
+        self._chunks: AsyncIterator[bytes] | None = None
         self._url = url
         self._t = t
         self._provider = provider
@@ -31,14 +32,21 @@ class _HttpxResponse:
         except httpx.HTTPError as exc:
             raise broken_off(self._url, exc, self._provider) from exc
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def read_chunk(self) -> bytes:
+        if self._chunks is None:
+            self._chunks = self._resp.aiter_bytes()
         try:
-            async for chunk in self._resp.aiter_bytes():
-                yield chunk
+            async for chunk in self._chunks:
+                if chunk:
+                    return chunk
         except httpx.TimeoutException as exc:
             raise timeout_error(self._url, self._t, self._provider) from exc
         except httpx.HTTPError as exc:
             raise broken_off(self._url, exc, self._provider) from exc
+        return b""
+
+    def ended(self) -> bool:
+        return False  # httpx does not tell, without another read, whether the body is complete
 
     async def close(self) -> None:
         await self._resp.aclose()

@@ -136,22 +136,22 @@ async def relay(
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     # Bound once: a provider with no secret long enough to mask pays nothing per chunk.
     masked = auth.mask.data if auth.mask else None
-    # A transport that can tell, without waiting, that the body is complete (see UpstreamResponse.ended):
-    # the last chunk's bytes then go out with the stream's end in one send (one write to the socket less).
-    ended: Callable[[], bool] | None = getattr(resp, "ended", None)
+    # When the transport can tell, without waiting, that the body is complete (UpstreamResponse.ended),
+    # the last chunk's bytes go out with the stream's end in one send (one write to the socket less).
+    read_chunk, ended = resp.read_chunk, resp.ended
     last = b""
     clock = _EventClock(read_timeout)
     loop = clock.loop
     try:
         try:
-            async for chunk in resp.chunks():
+            while chunk := await read_chunk():
                 out = step(chunk)
                 if out:
                     if masked is not None:
                         out = masked(out)
                     if last:  # held back, yet more came: the transport's "ended" was wrong; keep the order
                         out, last = last + out, b""
-                    if ended is not None and ended():
+                    if ended():
                         last = out
                         continue
                     clock.busy = True
