@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from providers.canonical import Usage
-from providers.wire.openai_completions import chat_usage
+from providers.wire.openai_completions import chat_usage, chunk_usage
 
 __all__ = [
     "BYTES_PER_TOKEN",
@@ -138,9 +138,7 @@ def last_usage(events: bytes, at: int) -> Usage | None:
                 # CR or CRLF framing: its boundaries are not the blank lines searched for above (and a CR
                 # cannot be inside JSON text, so only such framing puts one here).
                 return take_usage(events, False)[1]
-            chunk = _decode_chunk(event)
-            raw = _raw_or_none(chunk.usage) if chunk is not None else None
-            usage = chat_usage(raw) if raw is not None else None
+            usage = chunk_usage(_event_data(event))
             if usage is not None:
                 return usage
         at = events.rfind(b'"usage"', 0, at)

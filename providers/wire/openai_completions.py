@@ -22,7 +22,7 @@ from ..canonical import Usage
 from ..errors import UpstreamError
 from ..registry import Compat, Model
 
-__all__ = ["adapt_request", "chat_url", "chat_usage", "upstream_error"]
+__all__ = ["adapt_request", "chat_url", "chat_usage", "chunk_usage", "upstream_error"]
 
 _RETRY_HEADERS = ("retry-after", "retry-after-ms", "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
 
@@ -175,6 +175,15 @@ class _ChatUsage(msgspec.Struct):
 _USAGE = msgspec.json.Decoder(_ChatUsage)
 
 
+class _UsageChunk(msgspec.Struct):
+    """A chat stream chunk reduced to its usage object (every other field skipped unparsed)."""
+
+    usage: _ChatUsage | None = None
+
+
+_USAGE_CHUNK = msgspec.json.Decoder(_UsageChunk)
+
+
 def chat_usage(raw: bytes | msgspec.Raw) -> Usage | None:
     """An OpenAI chat ``usage`` object in the canonical convention (None: not a usage object).
 
@@ -189,6 +198,20 @@ def chat_usage(raw: bytes | msgspec.Raw) -> Usage | None:
         u = _USAGE.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
+    return _canonical_usage(u)
+
+
+def chunk_usage(data: bytes) -> Usage | None:
+    """The usage of one chat stream chunk (its event's JSON), read as :func:`chat_usage` reads a usage
+    object; None when the chunk has none (or is not JSON). One parse: a metered stream's last chunk."""
+    try:
+        u = _USAGE_CHUNK.decode(data).usage
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return _canonical_usage(u) if u is not None else None
+
+
+def _canonical_usage(u: _ChatUsage) -> Usage:
     # Read on every metered request: absent and zero fields (most of them) cost a test, not a call.
     pd, cd = u.prompt_tokens_details, u.completion_tokens_details
     if u.prompt_tokens is not None:
