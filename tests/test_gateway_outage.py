@@ -8,7 +8,6 @@ and starts again on the same ports.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +21,8 @@ from proxy.config import GatewayConfig, ServerConfig
 from tests.conftest import Proxy, local_provider
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.test_gateway_ledger import Forwarder
-from tests.test_gateway_replicas import PG, _reachable
+from tests.test_gateway_replicas import _reachable
+from tests.test_gateway_store import create_pg_database
 
 MASTER = "sk-sb-master-outage-0123456789abcdef"
 
@@ -65,20 +65,7 @@ class Forwarders:
 
 @pytest.fixture
 def database() -> Iterator[str]:
-    import asyncpg
-
-    name = "sb_outage_" + secrets.token_hex(4)
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(PG + "/postgres")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    yield name
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from create_pg_database("sb_outage")
 
 
 @pytest.fixture

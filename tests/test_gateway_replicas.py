@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import pytest
 from tests.conftest import models_json, write_json
 from tests.fakes.openai_upstream import Action, FakeOpenAI
 from tests.fakes.server import free_port
+from tests.test_gateway_store import create_pg_database
 
 ROOT = Path(__file__).resolve().parents[1]
 MASTER = "sk-sb-master-replicas-0123456789abcdef"
@@ -93,20 +93,8 @@ class Replica:
 
 @pytest.fixture
 def database() -> Iterator[str]:
-    import asyncpg
-
-    name = "sb_replicas_" + secrets.token_hex(4)
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(PG + "/postgres")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    yield f"{PG}/{name}"
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    for name in create_pg_database("sb_replicas"):
+        yield f"{PG}/{name}"
 
 
 @pytest.fixture

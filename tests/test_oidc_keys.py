@@ -26,6 +26,7 @@ from tests import test_oidc_e2e as e2e
 from tests.conftest import Proxy, write_json
 from tests.fakes.oidc_issuer import FakeIssuer
 from tests.fakes.server import Action, free_port
+from tests.test_gateway_store import create_pg_database
 from tests.test_oidc_e2e import MASTER, ask, oidc_config, refused
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,20 +189,8 @@ def _reachable(port: int) -> bool:
 def database() -> Iterator[str]:
     if not (_reachable(5432) and _reachable(6379)):
         pytest.skip("needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (scripts/services starts them)")
-    import asyncpg
-
-    name = "sb_oidc_" + secrets.token_hex(4)
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(PG + "/postgres")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    yield f"{PG}/{name}"
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    for name in create_pg_database("sb_oidc"):
+        yield f"{PG}/{name}"
 
 
 def test_identities_in_postgres_and_redis(
