@@ -171,6 +171,34 @@ def test_a_chat_answer_is_recorded_as_the_conventions_messages(start_traced: Cal
     assert outcome.capture is not None and outcome.capture.request is not None
 
 
+def test_a_chat_messages_media_are_recorded_as_parts_of_their_kind(start_traced: Callable[[bool], Traced]) -> None:
+    """An inline image or document is a blob (its base64 as sent), a URL a uri part, an uploaded file its id,
+    audio a blob with its MIME type; a part of another type is recorded by its type alone."""
+    t = start_traced(True)
+    content: list[Any] = [
+        {"type": "text", "text": "look"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+        {"type": "input_audio", "input_audio": {"data": "UklG", "format": "wav"}},
+        {"type": "file", "file": {"file_id": "file-abc"}},
+        {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE"}},
+    ]
+    t.proxy.client().chat.completions.create(model="local/m", messages=[{"role": "user", "content": content}])
+    assert loads(t.server_span(), "gen_ai.input.messages") == [
+        {
+            "role": "user",
+            "parts": [
+                text("look"),
+                {"type": "blob", "modality": "image", "mime_type": "image/png", "content": "iVBOR"},
+                {"type": "uri", "modality": "image", "uri": "https://example.com/cat.png"},
+                {"type": "blob", "modality": "audio", "mime_type": "audio/wav", "content": "UklG"},
+                {"type": "file", "modality": "document", "file_id": "file-abc"},
+                {"type": "blob", "modality": "document", "mime_type": "application/pdf", "content": "JVBE"},
+            ],
+        }
+    ]
+
+
 def test_a_streamed_chat_with_tool_calls_records_the_calls_and_their_arguments(
     start_traced: Callable[[bool], Traced],
 ) -> None:

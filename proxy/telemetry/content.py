@@ -38,14 +38,13 @@ from .content_parts import (
     Draft,
     Json,
     Part,
-    add,
     answer_drafts,
     anthropic_parts,
     chat_delta,
+    chat_parts,
     choice_index,
     flat_text,
     items,
-    media,
     responses_answer,
     responses_parts,
     text,
@@ -163,7 +162,7 @@ def _chat_messages(messages: Json) -> list[Message]:
             call_id = m.get("tool_call_id")
             parts: list[Part] = [{"type": "tool_call_response", "id": call_id, "response": flat_text(content)}]
         else:
-            parts = _chat_parts(content)
+            parts = chat_parts(content)
             for key in ("reasoning_content", "reasoning"):
                 if isinstance(m.get(key), str) and m[key]:
                     parts.insert(0, {"type": "reasoning", "content": m[key]})
@@ -177,34 +176,6 @@ def _chat_messages(messages: Json) -> list[Message]:
             message["name"] = m["name"]
         out.append(message)
     return out
-
-
-def _chat_parts(content: Json) -> list[Part]:
-    if isinstance(content, str):
-        return [text(content)]
-    parts: list[Part] = []
-    for p in content if isinstance(content, list) else ():
-        if not isinstance(p, dict):
-            continue
-        kind = p.get("type")
-        if kind == "text" and isinstance(p.get("text"), str):
-            parts.append(text(p["text"]))
-        elif kind == "image_url" and isinstance(p.get("image_url"), dict):
-            add(parts, media(p["image_url"].get("url"), "image"))
-        elif kind == "input_audio" and isinstance(p.get("input_audio"), dict):
-            audio = p["input_audio"]
-            fmt = audio.get("format")
-            mime = f"audio/{fmt}" if isinstance(fmt, str) else None
-            parts.append({"type": "blob", "modality": "audio", "mime_type": mime, "content": audio.get("data")})
-        elif kind == "file" and isinstance(p.get("file"), dict):
-            f = p["file"]
-            if isinstance(f.get("file_id"), str):
-                parts.append({"type": "file", "modality": "document", "file_id": f["file_id"]})
-            else:
-                add(parts, media(f.get("file_data"), "document"))
-        elif isinstance(kind, str):
-            parts.append({"type": kind})
-    return parts
 
 
 def _responses_input(items: Json) -> list[Message]:

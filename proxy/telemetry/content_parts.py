@@ -9,6 +9,7 @@ reader checks each value's type: malformed content is skipped, never raised on.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -17,10 +18,10 @@ __all__ = [
     "Draft",
     "Json",
     "Part",
-    "add",
     "answer_drafts",
     "anthropic_parts",
     "chat_delta",
+    "chat_parts",
     "choice_index",
     "flat_text",
     "items",
@@ -90,57 +91,83 @@ def tool_call(call_id: Json, name: Json, arguments: Json) -> Part:
     return {"type": "tool_call", "id": call_id, "name": name if isinstance(name, str) else "", "arguments": arguments}
 
 
-def add(parts: list[Part], part: Part | None) -> None:
-    if part is not None:
-        parts.append(part)
-
-
-def responses_parts(content: Json) -> list[Part]:
+def parts_of(content: Json, part: Callable[[dict[str, Any]], Part | None]) -> list[Part]:
+    """A message's content as parts, whatever the API: a string is one text part; each object of a list
+    goes through the API's ``part`` (None: nothing to record, such as an image without a URL)."""
     if isinstance(content, str):
         return [text(content)]
     parts: list[Part] = []
-    for p in content if isinstance(content, list) else ():
-        if not isinstance(p, dict):
-            continue
-        kind = p.get("type")
-        if kind in ("input_text", "output_text", "text") and isinstance(p.get("text"), str):
-            parts.append(text(p["text"]))
-        elif kind == "refusal" and isinstance(p.get("refusal"), str):
-            parts.append(text(p["refusal"]))
-        elif kind in ("input_image", "input_file"):
-            modality = "image" if kind == "input_image" else "document"
-            if isinstance(p.get("file_id"), str):
-                parts.append({"type": "file", "modality": modality, "file_id": p["file_id"]})
-            else:
-                add(parts, media(p.get("image_url") or p.get("file_url") or p.get("file_data"), modality))
-        elif isinstance(kind, str):
-            parts.append({"type": kind})
+    for p in items(content):
+        if isinstance(p, dict) and (q := part(p)) is not None:
+            parts.append(q)
     return parts
+
+
+def _other(kind: Json) -> Part | None:
+    """A part of a type not read here: recorded by its type alone."""
+    return {"type": kind} if isinstance(kind, str) else None
+
+
+def chat_parts(content: Json) -> list[Part]:
+    return parts_of(content, _chat_part)
+
+
+def _chat_part(p: dict[str, Any]) -> Part | None:
+    kind = p.get("type")
+    if kind == "text" and isinstance(p.get("text"), str):
+        return text(p["text"])
+    if kind == "image_url" and isinstance(p.get("image_url"), dict):
+        return media(p["image_url"].get("url"), "image")
+    if kind == "input_audio" and isinstance(p.get("input_audio"), dict):
+        audio = p["input_audio"]
+        fmt = audio.get("format")
+        mime = f"audio/{fmt}" if isinstance(fmt, str) else None
+        return {"type": "blob", "modality": "audio", "mime_type": mime, "content": audio.get("data")}
+    if kind == "file" and isinstance(p.get("file"), dict):
+        f = p["file"]
+        if isinstance(f.get("file_id"), str):
+            return {"type": "file", "modality": "document", "file_id": f["file_id"]}
+        return media(f.get("file_data"), "document")
+    return _other(kind)
+
+
+def responses_parts(content: Json) -> list[Part]:
+    return parts_of(content, _responses_part)
+
+
+def _responses_part(p: dict[str, Any]) -> Part | None:
+    kind = p.get("type")
+    if kind in ("input_text", "output_text", "text") and isinstance(p.get("text"), str):
+        return text(p["text"])
+    if kind == "refusal" and isinstance(p.get("refusal"), str):
+        return text(p["refusal"])
+    if kind in ("input_image", "input_file"):
+        modality = "image" if kind == "input_image" else "document"
+        if isinstance(p.get("file_id"), str):
+            return {"type": "file", "modality": modality, "file_id": p["file_id"]}
+        return media(p.get("image_url") or p.get("file_url") or p.get("file_data"), modality)
+    return _other(kind)
 
 
 def anthropic_parts(content: Json) -> list[Part]:
     """Anthropic content (a string or blocks): also the ``system`` prompt's shape."""
-    if isinstance(content, str):
-        return [text(content)] if content else []
-    parts: list[Part] = []
-    for block in content if isinstance(content, list) else ():
-        if not isinstance(block, dict):
-            continue
-        kind = block.get("type")
-        if kind == "text" and isinstance(block.get("text"), str):
-            parts.append(text(block["text"]))
-        elif kind == "thinking" and isinstance(block.get("thinking"), str):
-            parts.append({"type": "reasoning", "content": block["thinking"]})
-        elif kind in ("tool_use", "server_tool_use"):
-            parts.append(tool_call(block.get("id"), block.get("name"), block.get("input")))
-        elif kind == "tool_result":
-            response = flat_text(block.get("content"))
-            parts.append({"type": "tool_call_response", "id": block.get("tool_use_id"), "response": response})
-        elif kind in ("image", "document") and isinstance(block.get("source"), dict):
-            add(parts, _anthropic_source(block["source"], "image" if kind == "image" else "document"))
-        elif isinstance(kind, str):
-            parts.append({"type": kind})
-    return parts
+    return parts_of(content, _anthropic_part) if content != "" else []
+
+
+def _anthropic_part(block: dict[str, Any]) -> Part | None:
+    kind = block.get("type")
+    if kind == "text" and isinstance(block.get("text"), str):
+        return text(block["text"])
+    if kind == "thinking" and isinstance(block.get("thinking"), str):
+        return {"type": "reasoning", "content": block["thinking"]}
+    if kind in ("tool_use", "server_tool_use"):
+        return tool_call(block.get("id"), block.get("name"), block.get("input"))
+    if kind == "tool_result":
+        response = flat_text(block.get("content"))
+        return {"type": "tool_call_response", "id": block.get("tool_use_id"), "response": response}
+    if kind in ("image", "document") and isinstance(block.get("source"), dict):
+        return _anthropic_source(block["source"], "image" if kind == "image" else "document")
+    return _other(kind)
 
 
 def _anthropic_source(source: dict[str, Any], modality: str) -> Part | None:
