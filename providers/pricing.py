@@ -21,11 +21,17 @@ prices (the rule of the model catalogs and of Google's and OpenAI's long-context
 from __future__ import annotations
 
 from .canonical import Usage
-from .registry import Cost, CostTier
+from .registry import Cost, CostTier, Model
 
-__all__ = ["cost_of", "prices_for"]
+__all__ = ["cost_for", "cost_of", "prices_for"]
 
 _PER_MILLION = 1e-6
+
+
+def cost_for(model: Model | None, usage: Usage | None) -> float:
+    """``usage`` priced with ``model``'s prices: 0.0 without usage, or for a model the catalog does not list
+    (a name a client sent to ``provider/anything``)."""
+    return cost_of(model.cost, usage) if usage is not None and model is not None else 0.0
 
 
 def cost_of(cost: Cost, usage: Usage) -> float:

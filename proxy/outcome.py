@@ -27,6 +27,8 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from providers.canonical import Usage
+
     from .asgi import Scope
     from .pipeline import Caller, Leg
     from .router import Target
@@ -204,6 +206,10 @@ class Outcome:
         self.trace: object = None
         #: The request's and the answer's bytes, only when the observer records contents.
         self.capture: Capture | None = None
+
+    def usage(self) -> Usage | None:
+        """The tokens of the last Target's exchange, as its leg read them (None: nothing was answered)."""
+        return self.leg.usage() if self.leg is not None else None
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         """The headers every answer carries (see the module docstring)."""

@@ -6,7 +6,7 @@
 * admit: the key's allow-list (403), then its rpm / tpm / parallel / budget in the :class:`Limiter`
   (429), reserving the worst case: the input estimated from the body's size plus the output the client
   allows (``max_tokens``), or the model's largest output.
-* finish: the exchange's usage priced with the model's prices (:func:`providers.pricing.cost_of`),
+* finish: the exchange's usage priced with the model's prices (:func:`providers.pricing.cost_for`),
   queued to the ledger with the route asked for and every upstream attempt, and the reservation
   settled to it. A client that left before any usage was reported is charged the input estimate.
 """
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from providers.canonical import Usage
-from providers.pricing import cost_of
+from providers.pricing import cost_for, cost_of
 from providers.registry import Cost
 
 from ..asgi import Scope
@@ -213,7 +213,7 @@ class GatewaySteps(Steps):
     def finish(self, caller: Caller, ticket: object, outcome: Outcome) -> None:
         assert isinstance(ticket, _Ticket)
         leg = outcome.leg
-        usage = leg.usage() if leg is not None else None
+        usage = outcome.usage()
         estimated = leg.estimated if leg is not None else False
         if usage is None and outcome.status == 499:
             # The upstream read the prompt before the client left: charge at least that.
@@ -223,8 +223,7 @@ class GatewaySteps(Steps):
             usage.input_tokens = ticket.input_estimate
         target = outcome.target
         assert target is not None  # admitted: routed
-        model = target.model
-        cost = cost_of(model.cost, usage) if usage is not None and model is not None else 0.0
+        cost = cost_for(target.model, usage)
         now = outcome.ended or time.perf_counter()
         u = usage or Usage()
         self._gw.ledger.record(

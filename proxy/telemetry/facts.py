@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from providers.canonical import Usage
-from providers.pricing import cost_of
+from providers.pricing import cost_for
 
 if TYPE_CHECKING:
-    from ..outcome import Outcome
     from ..pipeline import Caller
     from ..router import Target
 
-__all__ = ["OTHER_MODEL", "Facts", "cost_for", "key_id_of", "operation_of", "target_labels", "usage_of"]
+__all__ = ["OTHER_MODEL", "Facts", "key_id_of", "operation_of", "target_labels"]
 
 #: The model label of a Target the catalog and models.json do not list (its name came from a client).
 OTHER_MODEL = "other"
@@ -51,23 +50,11 @@ def key_id_of(caller: Caller | None) -> str | None:
     return None
 
 
-def usage_of(outcome: Outcome) -> Usage | None:
-    """A finished request's usage: the last Target's, as its leg read it (None: nothing was answered)."""
-    leg = outcome.leg
-    return leg.usage() if leg is not None else None
-
-
-def cost_for(target: Target | None, usage: Usage | None) -> float:
-    """``usage`` priced with ``target``'s model (0.0 without usage, or for a model the catalog does not list)."""
-    model = target.model if target is not None else None
-    return cost_of(model.cost, usage) if usage is not None and model is not None else 0.0
-
-
 class Facts:
-    """A finished request's usage (:func:`usage_of`) and its cost in US dollars (:func:`cost_for`)."""
+    """A finished request's usage (:meth:`Outcome.usage`) and its cost in US dollars."""
 
     __slots__ = ("cost", "usage")
 
     def __init__(self, target: Target | None, usage: Usage | None) -> None:
         self.usage = usage
-        self.cost = cost_for(target, usage)
+        self.cost = cost_for(target.model if target is not None else None, usage)

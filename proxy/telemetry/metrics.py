@@ -38,7 +38,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .facts import cost_for, target_labels
+from providers.pricing import cost_for
+
+from .facts import target_labels
 
 if TYPE_CHECKING:
     from providers.canonical import Usage
@@ -196,7 +198,7 @@ class Metrics:
             tokens[2] += usage.cache_write_tokens
             tokens[3] += usage.output_tokens
             tokens[4] += usage.reasoning_tokens
-            series.target.cost += cost_for(final, usage)
+            series.target.cost += cost_for(final.model if final is not None else None, usage)
 
     def target(self, labels: tuple[str, str]) -> _Target:
         found = self.targets.get(labels)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from providers.errors import ConfigError
 from providers.keyvalue import resolve_key_value
 
-from .facts import Facts, usage_of
+from .facts import Facts
 
 if TYPE_CHECKING:
     from ..asgi import Scope
@@ -69,7 +69,7 @@ class Telemetry:
 
     def ended(self, outcome: Outcome) -> None:
         try:
-            usage = usage_of(outcome)
+            usage = outcome.usage()
             if self.metrics is not None:
                 self.metrics.ended(outcome, usage)  # prices it later, in a batch
             if self.tracing is not None or self.access_log is not None:
